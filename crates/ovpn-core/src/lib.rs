@@ -1,0 +1,20 @@
+//! The sans-IO OpenVPN data channel and the `ovpn` device model: DATA_V2,
+//! AEAD, packet ids, replay protection, key slots, peers, keepalive,
+//! statistics and notifications. Time comes in as an argument; nothing here
+//! opens a socket, spawns a thread or reads a clock.
+#![forbid(unsafe_code)]
+
+// The data channel proper (kernel-behaviour.md §4–§6).
+pub mod aead;
+pub mod keys;
+pub mod pktid;
+pub mod replay;
+pub mod wire;
+
+// The device model (kernel-behaviour.md §1–§2, §8).
+pub mod device;
+pub mod keepalive;
+pub mod notify;
+pub mod peer;
+pub mod route;
+pub mod stats;

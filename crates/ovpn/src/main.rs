@@ -1,0 +1,4 @@
+//! The `ovpn` command-line tool.
+#![forbid(unsafe_code)]
+
+fn main() {}
