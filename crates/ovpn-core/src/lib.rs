@@ -11,6 +11,10 @@ pub mod pktid;
 pub mod replay;
 pub mod wire;
 
+pub use aead::CipherAlg;
+pub use keys::{KeyConfig, KeyDir, KeyError, KeyInfo, KeySlot, KeySlots, OpenError, SealError};
+pub use wire::{DataPacket, PacketKind};
+
 // The device model (kernel-behaviour.md §1–§2, §8).
 pub mod device;
 pub mod keepalive;
