@@ -1,5 +1,23 @@
 //! Wire format of everything a control plane says to an `ovpn` device:
 //! netlink framing, the `ovpn` generic-netlink family (`spec/ovpn.yaml`),
 //! the `nlctrl` subset for family lookup and the rtnetlink link subset for
-//! kind `ovpn`. No I/O.
+//! kind `ovpn`, in both directions, with the kernel's request validation,
+//! error codes and extended-ACK reports. No I/O.
+//!
+//! Modules, bottom up:
+//! - [`nlmsg`]: the netlink header, flags, message iteration and building;
+//! - [`attr`]: attribute reader and writer;
+//! - [`ack`]: ACK / error / `NLMSG_DONE` with extended ACK, both directions;
+//! - [`genl`]: the generic-netlink header;
+//! - [`ovpn`]: the family's typed messages and policies.
 #![forbid(unsafe_code)]
+
+pub mod ack;
+pub mod attr;
+pub mod errno;
+pub mod error;
+pub mod genl;
+pub mod nlmsg;
+pub mod ovpn;
+
+pub use error::DecodeError;

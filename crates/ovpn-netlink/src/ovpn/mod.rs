@@ -1,0 +1,16 @@
+//! The `ovpn` generic-netlink family (`spec/ovpn.yaml`,
+//! kernel-behaviour §7): attribute numbers and enums, the `peer` and
+//! `keyconf` sets, typed messages, and the kernel's request policies.
+
+pub mod attrs;
+pub mod key;
+pub mod msg;
+pub mod peer;
+
+pub use attrs::{CipherAlg, DelPeerReason, KeySlot};
+pub use key::{KeyConf, KeyDir, Secret};
+pub use msg::{Cmd, OvpnMsg};
+pub use peer::{Peer, PeerStats};
+
+#[cfg(test)]
+mod msg_tests;
