@@ -521,36 +521,4 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(key_id: u8, cipher: CipherAlg, len: usize, seed: u8) -> KeyConfig {
-        KeyConfig {
-            key_id,
-            cipher,
-            encrypt: KeyDir {
-                cipher_key: Zeroizing::new(vec![seed; len]),
-                nonce_tail: [seed ^ 0x55; 8],
-            },
-            decrypt: KeyDir {
-                cipher_key: Zeroizing::new(vec![seed; len]),
-                nonce_tail: [seed ^ 0x55; 8],
-            },
-        }
-    }
-
-    #[test]
-    fn seal_then_open_round_trips() {
-        let slots = KeySlots::new();
-        slots
-            .install(KeySlot::Primary, config(3, CipherAlg::AesGcm, 32, 1))
-            .unwrap();
-        let mut buf = [0u8; 64];
-        buf[HEADER_LEN..HEADER_LEN + 5].copy_from_slice(b"hello");
-        let len = slots.seal(42, &mut buf, 5).unwrap();
-        assert_eq!(len, HEADER_LEN + 5);
-        assert_eq!(buf[..8], [0x4B, 0, 0, 42, 0, 0, 0, 1]);
-        let range = slots.open(&mut buf[..len], Instant::now()).unwrap();
-        assert_eq!(&buf[range], b"hello");
-    }
-}
+mod tests;

@@ -343,11 +343,7 @@ pub fn split_mut(packet: &mut [u8]) -> Result<Parts<'_>, WireError> {
     };
     let (aad, rest) = packet.split_first_chunk_mut::<AAD_LEN>().ok_or(truncated)?;
     let (tag, payload) = rest.split_first_chunk_mut::<TAG_LEN>().ok_or(truncated)?;
-    Ok(Parts {
-        aad,
-        tag,
-        payload,
-    })
+    Ok(Parts { aad, tag, payload })
 }
 
 /// The byte range of the payload in a packet of `len` bytes (empty if `len`
