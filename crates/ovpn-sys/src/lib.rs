@@ -16,8 +16,11 @@ mod sys;
 pub mod netdev;
 pub mod netns;
 pub mod poll;
+pub mod proc;
 pub mod sockinfo;
+pub mod tcp;
 pub mod tun;
 pub mod udp;
+pub mod unix;
 
 pub use error::{Error, Result};
