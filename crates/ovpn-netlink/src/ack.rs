@@ -64,7 +64,7 @@ pub struct ExtAck {
     /// Offset of the offending attribute from the start of the request.
     pub bad_attr: Option<u32>,
     /// The policy the offending attribute broke.
-    pub policy: Option<PolicyDescription>,
+    pub policy: Option<Box<PolicyDescription>>,
     /// Type of the missing required attribute.
     pub miss_type: Option<u32>,
     /// Offset of the nest the required attribute is missing from; absent
@@ -383,7 +383,9 @@ fn parse_tlvs(buf: &[u8]) -> Result<ExtAck, DecodeError> {
             NLMSGERR_ATTR_MSG => ext.message = Some(a.string()?.to_owned()),
             NLMSGERR_ATTR_OFFS => ext.bad_attr = Some(a.u32()?),
             NLMSGERR_ATTR_COOKIE => ext.cookie = Some(a.payload().to_vec()),
-            NLMSGERR_ATTR_POLICY => ext.policy = Some(PolicyDescription::parse(a.payload())?),
+            NLMSGERR_ATTR_POLICY => {
+                ext.policy = Some(Box::new(PolicyDescription::parse(a.payload())?));
+            }
             NLMSGERR_ATTR_MISS_TYPE => ext.miss_type = Some(a.u32()?),
             NLMSGERR_ATTR_MISS_NEST => ext.miss_nest = Some(a.u32()?),
             _ => {} // a newer kernel's TLV: ignored, never an error

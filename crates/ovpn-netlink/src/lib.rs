@@ -19,5 +19,6 @@ pub mod error;
 pub mod genl;
 pub mod nlmsg;
 pub mod ovpn;
+pub mod validate;
 
 pub use error::DecodeError;

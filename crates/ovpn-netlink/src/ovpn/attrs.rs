@@ -255,3 +255,40 @@ spec_enum! {
         Secondary = 1 => "secondary",
     }
 }
+
+/// Device mode, `IFLA_OVPN_MODE` (u8, `include/uapi/linux/if_link.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// 0, peer-to-peer (client): at most one peer.
+    #[default]
+    P2p,
+    /// 1, multi-peer (server).
+    Mp,
+}
+
+impl Mode {
+    /// The mode for a wire value, `None` above 1.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::P2p),
+            1 => Some(Self::Mp),
+            _ => None,
+        }
+    }
+
+    /// The wire value.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Self::P2p => 0,
+            Self::Mp => 1,
+        }
+    }
+
+    /// The name `ip link` and the YNL spec use: `p2p` or `mp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::P2p => "p2p",
+            Self::Mp => "mp",
+        }
+    }
+}

@@ -6,11 +6,14 @@ pub mod attrs;
 pub mod key;
 pub mod msg;
 pub mod peer;
+pub mod policy;
 
-pub use attrs::{CipherAlg, DelPeerReason, KeySlot};
+pub use attrs::{CipherAlg, DelPeerReason, KeySlot, Mode};
 pub use key::{KeyConf, KeyDir, Secret};
 pub use msg::{Cmd, OvpnMsg};
 pub use peer::{Peer, PeerStats};
 
 #[cfg(test)]
 mod msg_tests;
+#[cfg(test)]
+mod policy_tests;
