@@ -22,3 +22,13 @@ pub mod notify;
 pub mod peer;
 pub mod route;
 pub mod stats;
+
+pub use device::control::{
+    ControlError, Errno, KeyGetReply, KeyconfAttrs, KeydirAttrs, PeerAttrs, SocketAttach,
+};
+pub use device::{Device, Endpoint, Mode, Received, RxSource, Transmit};
+pub use keepalive::{KeepalivePacket, TimerOutput};
+pub use notify::Notification;
+pub use peer::{Bind, DelReason, PeerInfo, Transport, TransportId, TransportKind};
+pub use route::{Prefix, Route, RouteTable};
+pub use stats::{DeviceStats, DropReason, PeerStatsSnapshot};
