@@ -14,10 +14,13 @@ mod error;
 mod sys;
 
 pub mod netdev;
+pub mod netlink;
 pub mod netns;
 pub mod poll;
 pub mod proc;
+pub mod signal;
 pub mod sockinfo;
+pub mod sysctl;
 pub mod tcp;
 pub mod tun;
 pub mod udp;
