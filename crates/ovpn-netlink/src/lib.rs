@@ -14,9 +14,11 @@
 
 pub mod ack;
 pub mod attr;
+pub mod ctrl;
 pub mod errno;
 pub mod error;
 pub mod genl;
+pub mod link;
 pub mod nlmsg;
 pub mod ovpn;
 pub mod validate;

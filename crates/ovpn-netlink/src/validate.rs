@@ -32,6 +32,8 @@ pub enum Pol {
         /// Largest value.
         max: u8,
     },
+    /// Host-order `u16` (full range).
+    U16,
     /// Host-order `u32` within `[min, max]`.
     U32 {
         /// Smallest value.
@@ -60,14 +62,23 @@ pub enum Pol {
         /// Largest length.
         max: u16,
     },
-    /// String of at most `max` bytes, a trailing NUL not counted
-    /// (`NLA_STRING` with `.len`).
+    /// String of at most `max` bytes (0: any length), a trailing NUL not
+    /// counted (`NLA_STRING`).
     String {
         /// Largest length.
         max: u16,
     },
+    /// NUL-terminated string of at most `max` bytes before the NUL
+    /// (`NLA_NUL_STRING`).
+    NulString {
+        /// Largest length without the NUL.
+        max: u16,
+    },
     /// A nest validated against another table.
     Nested(&'static PolicySet),
+    /// A nest whose content is not checked here (`NLA_NESTED` without a
+    /// nested policy).
+    NestedAny,
 }
 
 /// A policy table: entry `i` checks attribute type `i`; entry 0 is unused.
@@ -181,10 +192,10 @@ fn check_one(
     if strict {
         let nested_flag = raw_type & NLA_F_NESTED != 0;
         match pol {
-            Pol::Nested(_) if !nested_flag => {
+            Pol::Nested(_) | Pol::NestedAny if !nested_flag => {
                 return Err(with_pol(EINVAL, "NLA_F_NESTED is missing"));
             }
-            Pol::Nested(_) | Pol::Unspec => {}
+            Pol::Nested(_) | Pol::NestedAny | Pol::Unspec => {}
             _ if nested_flag => return Err(with_pol(EINVAL, "NLA_F_NESTED not expected")),
             _ => {}
         }
@@ -203,6 +214,21 @@ fn check_one(
                 return Err(with_pol(EINVAL, "invalid attribute length"));
             }
         }
+        Pol::NulString { max } => {
+            let window = len.min(usize::from(max) + 1);
+            if window == 0 || !payload[..window].contains(&0) {
+                return Err(with_pol(EINVAL, "Attribute failed policy validation"));
+            }
+            let text = len - usize::from(payload.last() == Some(&0));
+            if text > usize::from(max) {
+                return Err(failed());
+            }
+        }
+        Pol::NestedAny => {
+            if len != 0 && len < NLA_HDRLEN {
+                return Err(failed());
+            }
+        }
         Pol::String { max } => {
             if len < 1 {
                 return Err(failed());
@@ -211,7 +237,7 @@ fn check_one(
                 Some(0) => len - 1,
                 _ => len,
             };
-            if text > usize::from(max) {
+            if max > 0 && text > usize::from(max) {
                 return Err(failed());
             }
         }
@@ -274,7 +300,7 @@ fn check_range(
 fn exact_len(pol: Pol) -> Option<usize> {
     match pol {
         Pol::U8 { .. } => Some(1),
-        Pol::Be16 { .. } => Some(2),
+        Pol::Be16 { .. } | Pol::U16 => Some(2),
         Pol::U32 { .. } | Pol::Be32 | Pol::S32 => Some(4),
         _ => None,
     }
@@ -300,6 +326,7 @@ pub fn describe(pol: Pol) -> Option<PolicyDescription> {
         Pol::U32 { min, max } => unsigned(nl_attr_type::U32, min.into(), max.into()),
         Pol::Be16 { min, max } => unsigned(nl_attr_type::U16, min.into(), max.into()),
         Pol::Be32 => unsigned(nl_attr_type::U32, 0, u32::MAX.into()),
+        Pol::U16 => unsigned(nl_attr_type::U16, 0, u16::MAX.into()),
         Pol::Uint => unsigned(nl_attr_type::UINT, 0, u64::MAX),
         Pol::S32 => PolicyDescription {
             attr_type: nl_attr_type::S32,
@@ -318,7 +345,12 @@ pub fn describe(pol: Pol) -> Option<PolicyDescription> {
             max_length: (max > 0).then_some(u32::from(max)),
             ..PolicyDescription::default()
         },
-        Pol::Nested(_) => PolicyDescription {
+        Pol::NulString { max } => PolicyDescription {
+            attr_type: nl_attr_type::NUL_STRING,
+            max_length: (max > 0).then_some(u32::from(max)),
+            ..PolicyDescription::default()
+        },
+        Pol::Nested(_) | Pol::NestedAny => PolicyDescription {
             attr_type: nl_attr_type::NESTED,
             ..PolicyDescription::default()
         },
