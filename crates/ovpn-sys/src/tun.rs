@@ -9,6 +9,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::netdev::{self, InterfaceFlags};
 use crate::sys::{cvt, cvt_size, owned, retry, set_nonblocking};
@@ -92,6 +93,17 @@ impl Offload {
         uso: true,
     };
 
+    fn to_u8(self) -> u8 {
+        u8::from(self.tso) | u8::from(self.uso) << 1
+    }
+
+    fn from_u8(bits: u8) -> Self {
+        Self {
+            tso: bits & 1 != 0,
+            uso: bits & 2 != 0,
+        }
+    }
+
     fn bits(self) -> libc::c_uint {
         let mut bits = 0;
         if self.tso {
@@ -114,7 +126,9 @@ pub struct Tun {
     name: String,
     ifindex: u32,
     queues: Vec<TunQueue>,
-    offload: Offload,
+    /// The granted offloads, as [`Offload::to_u8`]; atomic so the kill
+    /// switch works while workers share the device.
+    offload: AtomicU8,
 }
 
 impl Tun {
@@ -178,11 +192,11 @@ impl Tun {
         cvt("ioctl(TUNSETPERSIST)", ret)?;
 
         let ifindex = netdev::index(&name)?;
-        let mut tun = Self {
+        let tun = Self {
             name,
             ifindex,
             queues,
-            offload: Offload::NONE,
+            offload: AtomicU8::new(Offload::NONE.to_u8()),
         };
         if vnet_hdr {
             tun.set_offload(config.offload)?;
@@ -212,7 +226,7 @@ impl Tun {
 
     /// The offloads currently on.
     pub fn offload(&self) -> Offload {
-        self.offload
+        Offload::from_u8(self.offload.load(Ordering::Relaxed))
     }
 
     /// Switches offloads at run time; asking for [`Offload::NONE`] is the
@@ -223,7 +237,7 @@ impl Tun {
     ///
     /// The device has no vnet header (offloads need one), or even switching
     /// every offload off failed.
-    pub fn set_offload(&mut self, wanted: Offload) -> Result<Offload> {
+    pub fn set_offload(&self, wanted: Offload) -> Result<Offload> {
         if !self.queues[0].vnet_hdr {
             return Err(Error::InvalidArgument {
                 call: "ioctl(TUNSETOFFLOAD)",
@@ -244,7 +258,7 @@ impl Tun {
             match set_offload_bits(fd, candidate.bits()) {
                 Ok(()) => {
                     tracing::debug!(?candidate, ?wanted, "tun: offloads set");
-                    self.offload = candidate;
+                    self.offload.store(candidate.to_u8(), Ordering::Relaxed);
                     return Ok(candidate);
                 }
                 Err(err) => last_err = Some(err),
@@ -545,6 +559,16 @@ mod tests {
             libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6
         );
         assert_eq!(Offload::ALL.bits() & libc::TUN_F_USO6, libc::TUN_F_USO6);
+        for o in [
+            Offload::NONE,
+            Offload::ALL,
+            Offload {
+                tso: false,
+                uso: true,
+            },
+        ] {
+            assert_eq!(Offload::from_u8(o.to_u8()), o);
+        }
     }
 
     #[test]

@@ -200,7 +200,7 @@ fn tun_vnet_header_and_offload_probe() {
         return;
     }
     in_netns(|| {
-        let mut tun = Tun::create(&TunConfig::new("ovpnvh0").vnet_hdr(true)).unwrap();
+        let tun = Tun::create(&TunConfig::new("ovpnvh0").vnet_hdr(true)).unwrap();
         let queue_has_hdr = tun.queues()[0].has_vnet_hdr();
         assert!(queue_has_hdr, "vnet header not granted");
         let granted = tun.offload();
@@ -249,8 +249,60 @@ fn tun_offload_without_vnet_header_is_refused() {
         return;
     }
     in_netns(|| {
-        let mut tun = Tun::create(&TunConfig::new("ovpnnv0")).unwrap();
+        let tun = Tun::create(&TunConfig::new("ovpnnv0")).unwrap();
         assert_eq!(tun.offload(), Offload::NONE);
         assert!(tun.set_offload(Offload::ALL).is_err());
+    });
+}
+
+#[test]
+fn tun_uso_hands_up_udp_super_packets_until_switched_off() {
+    if !root_or_skip("tun_uso_hands_up_udp_super_packets_until_switched_off") {
+        return;
+    }
+    in_netns(|| {
+        let tun = Tun::create(&TunConfig::new("ovpnuso0").vnet_hdr(true)).unwrap();
+        if !tun.offload().uso {
+            eprintln!("skipping USO part: kernel did not grant TUN USO");
+            return;
+        }
+        configure(&tun);
+        let sock = UdpSocket::bind(SocketAddrV4::new(LOCAL, 0)).unwrap();
+        let udp = ovpn_sys::udp::UdpIo::new(&sock).unwrap();
+        assert!(udp.gso_enabled(), "UDP GSO not supported");
+        let contents = vec![0x5a; 3500];
+        let transmit = [ovpn_sys::udp::Transmit {
+            destination: SocketAddrV4::new(REMOTE, 1194).into(),
+            source: None,
+            contents: &contents,
+            segment_size: Some(1000),
+        }];
+        let mut batch = ovpn_sys::udp::SendBatch::new(4);
+        let queue = &tun.queues()[0];
+        let mut buf = vec![0u8; 70_000];
+
+        // With USO the super-packet reaches the tun whole.
+        assert_eq!(udp.send(&mut batch, &transmit).unwrap(), 1);
+        let n = read_udp(queue, &mut buf, VNET_HDR_LEN);
+        let hdr = VnetHeader::parse(&buf).unwrap();
+        assert_eq!(hdr.gso_type, VnetHeader::GSO_UDP_L4);
+        assert_eq!(hdr.gso_size, 1000);
+        assert_eq!(n, VNET_HDR_LEN + 28 + 3500);
+
+        // Offloads off: the datagrams reach the tun one by one (segmented by
+        // the kernel, or by our fallback should it refuse GSO with EIO).
+        tun.set_offload(Offload::NONE).unwrap();
+        assert_eq!(udp.send(&mut batch, &transmit).unwrap(), 1);
+        let mut sizes = Vec::new();
+        for _ in 0..4 {
+            let n = read_udp(queue, &mut buf, VNET_HDR_LEN);
+            assert_eq!(
+                VnetHeader::parse(&buf).unwrap().gso_type,
+                VnetHeader::GSO_NONE
+            );
+            sizes.push(n - VNET_HDR_LEN - 28);
+        }
+        sizes.sort_unstable();
+        assert_eq!(sizes, [500, 1000, 1000, 1000]);
     });
 }
