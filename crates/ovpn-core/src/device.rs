@@ -118,6 +118,7 @@ impl Device {
     /// Publishes a new set of mirrored routes (MP next-hop selection and
     /// reverse-path check); packets in flight finish with the old set.
     pub fn set_routes(&self, routes: RouteTable) {
+        let _writer = lock(&self.writer);
         self.routes.store(Arc::new(routes));
     }
 
