@@ -252,6 +252,14 @@ impl<F: AsFd> UdpIo<F> {
         while next < transmits.len() {
             let gso = self.gso_enabled();
             let filled = batch.fill(&transmits[next..], gso, self.v6);
+            if filled == 0 {
+                // Cannot happen: the batch holds MAX_GSO_SEGMENTS messages and
+                // `validate` bounds every transmit to that many.
+                return Err(Error::InvalidArgument {
+                    call: "sendmmsg",
+                    reason: "transmit does not fit into the send batch",
+                });
+            }
             match self.send_filled(batch) {
                 Ok(()) => next += filled,
                 Err((sent_msgs, err)) => {

@@ -469,6 +469,13 @@ mod tests {
         assert_eq!(&buf[..5], b"hello");
         assert_eq!(fds.len(), 1);
         assert_ne!(fds[0].as_raw_fd(), x.as_fd().as_raw_fd());
+        // SAFETY: F_GETFD on a descriptor we own takes no argument.
+        let fd_flags = unsafe { libc::fcntl(fds[0].as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(
+            fd_flags & libc::FD_CLOEXEC,
+            libc::FD_CLOEXEC,
+            "MSG_CMSG_CLOEXEC"
+        );
 
         let cred = b.peer_cred().unwrap();
         assert_eq!(cred.pid.unsigned_abs(), std::process::id());

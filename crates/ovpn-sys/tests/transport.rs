@@ -353,3 +353,119 @@ fn sysctl_send_redirects_per_device() {
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
     });
 }
+
+/// Environment variable that turns [`helper_client_process`] into the
+/// client of [`unix_passes_sockets_across_processes`].
+const HELPER_ENV: &str = "OVPN_SYS_TEST_CONTROL_SOCKET";
+
+/// Not a test of its own: the child process of
+/// [`unix_passes_sockets_across_processes`], which runs this test binary
+/// again with only this function selected. Without the environment
+/// variable it returns at once.
+#[test]
+fn helper_client_process() {
+    let Ok(path) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let udp = UdpSocket::bind("198.18.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let conn = SeqpacketConn::connect(std::path::Path::new(&path)).unwrap();
+    let mut msg = udp.as_raw_fd().to_ne_bytes().to_vec();
+    msg.extend_from_slice(&port.to_ne_bytes());
+    conn.send(&msg, &[udp.as_fd()]).unwrap();
+    // Keep the socket open until the parent has taken its copies.
+    assert!(
+        poll_one(
+            conn.as_fd(),
+            Interest::READABLE,
+            Some(Duration::from_secs(20))
+        )
+        .unwrap()
+    );
+    let mut buf = [0u8; 8];
+    let got = conn.recv(&mut buf, &mut Vec::new()).unwrap();
+    assert_eq!(&buf[..got.len], b"done");
+}
+
+#[test]
+fn unix_passes_sockets_across_processes() {
+    if !root_or_skip("unix_passes_sockets_across_processes") {
+        return;
+    }
+    let tmp = TempDir::new("xproc");
+    in_netns(|| {
+        lo_addr();
+        let path = tmp.0.join("ctl.sock");
+        let listener = SeqpacketListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "helper_client_process",
+                "--test-threads=1",
+                "--quiet",
+            ])
+            .env(HELPER_ENV, &path)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = KillOnDrop(child);
+        let child_pid = child.0.id();
+
+        assert!(
+            poll_one(
+                listener.as_fd(),
+                Interest::READABLE,
+                Some(Duration::from_secs(20))
+            )
+            .unwrap()
+        );
+        let conn = listener.accept().unwrap();
+        assert!(
+            poll_one(
+                conn.as_fd(),
+                Interest::READABLE,
+                Some(Duration::from_secs(20))
+            )
+            .unwrap()
+        );
+        let mut buf = [0u8; 16];
+        let mut fds = Vec::new();
+        let got = conn.recv(&mut buf, &mut fds).unwrap();
+        assert_eq!(got.len, 6);
+        let number = i32::from_ne_bytes(buf[..4].try_into().unwrap());
+        let port = u16::from_ne_bytes(buf[4..6].try_into().unwrap());
+
+        let cred = conn.peer_cred().unwrap();
+        assert_eq!(
+            cred.pid.unsigned_abs(),
+            child_pid,
+            "SO_PEERCRED names the child"
+        );
+
+        // Both ways of getting the client's socket agree.
+        let pidfd = PidFd::from_owned(conn.peer_pidfd().unwrap());
+        let by_number = pidfd.get_fd(number).unwrap();
+        assert_eq!(fds.len(), 1);
+        for fd in [&fds[0], &by_number] {
+            let info = SocketInfo::of(fd.as_fd()).unwrap();
+            assert_eq!(info.transport, Transport::Udp);
+            assert_eq!(info.local.map(|a| a.port()), Some(port));
+        }
+
+        conn.send(b"done", &[]).unwrap();
+        let mut status = None;
+        for _ in 0..200 {
+            status = child.0.try_wait().unwrap();
+            if status.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "child failed: {status:?}"
+        );
+    });
+}
