@@ -24,7 +24,7 @@ pub fn write(key: &[&str], value: &str) -> Result<()> {
 ///
 /// # Errors
 ///
-/// As for [`write`].
+/// As for [`write()`].
 pub fn read(key: &[&str]) -> Result<String> {
     let path = path_of(key)?;
     let text = fs::read_to_string(&path).map_err(|e| Error::io("read(/proc/sys)", e))?;

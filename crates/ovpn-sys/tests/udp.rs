@@ -291,3 +291,46 @@ fn udp_gso_and_gro_when_available() {
         }
     });
 }
+
+#[test]
+fn udp_outer_ipv6_packets_may_be_fragmented_locally() {
+    if !root_or_skip("udp_outer_ipv6_packets_may_be_fragmented_locally") {
+        return;
+    }
+    in_netns(|| {
+        let tun = Tun::create(&TunConfig::new("ovpnf6")).unwrap();
+        tun.set_mtu(1280).unwrap();
+        tun.set_up(true).unwrap();
+        ip(&["addr", "add", "2001:db8:1::1/64", "dev", "ovpnf6", "nodad"]);
+        let queue = &tun.queues()[0];
+
+        let udp = UdpIo::new(UdpSocket::bind("[2001:db8:1::1]:0").unwrap()).unwrap();
+        let contents = vec![0x66; 2000];
+        let t = [Transmit {
+            destination: "[2001:db8:1::2]:9".parse().unwrap(),
+            source: None,
+            contents: &contents,
+            segment_size: None,
+        }];
+        assert_eq!(udp.send(&mut SendBatch::new(1), &t).unwrap(), 1);
+
+        // Other IPv6 traffic (router solicitations, MLD) may come first.
+        let mut buf = [0u8; 2048];
+        let mut fragments = 0;
+        for _ in 0..32 {
+            if fragments == 2 {
+                break;
+            }
+            assert!(
+                poll_one(queue.as_fd(), Interest::READABLE, WAIT).unwrap(),
+                "no fragments"
+            );
+            let n = queue.read(&mut buf).unwrap();
+            assert!(n <= 1280, "packet larger than the MTU");
+            if n >= 40 && buf[0] >> 4 == 6 && buf[6] == 44 {
+                fragments += 1;
+            }
+        }
+        assert_eq!(fragments, 2, "2000 bytes over MTU 1280 need two fragments");
+    });
+}
