@@ -662,3 +662,99 @@ fn install(device: &Device, peer_id: u32, initiator: bool) {
         }))
         .expect("key installs");
 }
+
+/// The data path runs on several threads at once over one device: four
+/// threads seal on the client, four open on the server, counters add up.
+#[test]
+fn data_path_runs_on_several_threads_at_once() {
+    const THREADS: u32 = 4;
+    const PER_THREAD: u32 = 500;
+    let now = Instant::now();
+    let udp = |id| {
+        sim::UdpSocket(Transport {
+            id: TransportId(id),
+            kind: TransportKind::Udp,
+            local_port: 1194,
+        })
+    };
+    let server = std::sync::Arc::new(Device::new(Mode::Mp, now));
+    let client = std::sync::Arc::new(Device::new(Mode::P2p, now));
+    let peer = |remote: std::net::Ipv4Addr, vpn| PeerAttrs {
+        id: Some(9),
+        socket: Some(3),
+        remote_ipv4: Some(remote),
+        remote_port: Some(1194),
+        vpn_ipv4: vpn,
+        ..PeerAttrs::default()
+    };
+    server
+        .peer_new(
+            Some(&peer(v4("198.18.0.10"), Some(client_vpn4(0)))),
+            &mut udp(1),
+            now,
+        )
+        .unwrap();
+    client
+        .peer_new(Some(&peer(v4("198.18.0.1"), None)), &mut udp(2), now)
+        .unwrap();
+    install(&server, 9, false);
+    install(&client, 9, true);
+
+    let sealers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                (0..PER_THREAD)
+                    .map(|i| {
+                        let inner = ipv4(client_vpn4(0), server_vpn4(), t * 10_000 + i, 200);
+                        let mut buf = vec![0u8; HEADER_LEN + inner.len()];
+                        buf[HEADER_LEN..].copy_from_slice(&inner);
+                        let transmit = client.encapsulate(&mut buf, inner.len(), now).unwrap();
+                        buf.truncate(transmit.len);
+                        buf
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let batches: Vec<Vec<Vec<u8>>> = sealers.into_iter().map(|h| h.join().unwrap()).collect();
+
+    let openers: Vec<_> = batches
+        .into_iter()
+        .map(|batch| {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                let source = RxSource::Udp {
+                    transport: TransportId(1),
+                    remote: sa("198.18.0.10:1194"),
+                    local: ip("198.18.0.1"),
+                };
+                batch
+                    .into_iter()
+                    .filter(|packet| {
+                        let mut packet = packet.clone();
+                        matches!(
+                            server.decapsulate(&mut packet, source, now),
+                            Received::Deliver { .. }
+                        )
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let delivered: usize = openers.into_iter().map(|h| h.join().unwrap()).sum();
+
+    let total = u64::from(THREADS * PER_THREAD);
+    assert_eq!(delivered as u64, total);
+    let info = server
+        .peer_get(Some(&PeerAttrs {
+            id: Some(9),
+            ..PeerAttrs::default()
+        }))
+        .unwrap();
+    assert_eq!(info.stats.link_rx.packets, total);
+    assert_eq!(info.stats.vpn_rx.packets, total);
+    assert_eq!(info.stats.vpn_rx.bytes, total * 200);
+    assert_eq!(server.stats().snapshot().rx.packets, total);
+    assert_eq!(server.stats().snapshot().rx_dropped, 0);
+}

@@ -373,6 +373,133 @@ impl InnerAddrs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::control::{ControlError, PeerAttrs, SocketAttach};
+    use crate::keys::{KeyConfig, KeyDir, KeySlot};
+    use crate::peer::Transport;
+    use zeroize::Zeroizing;
+
+    struct Udp;
+
+    impl SocketAttach for Udp {
+        fn lookup(&mut self, _fd: u32) -> Result<TransportKind, ControlError> {
+            Ok(TransportKind::Udp)
+        }
+
+        fn attach(&mut self) -> Result<Transport, ControlError> {
+            Ok(Transport {
+                id: TransportId(1),
+                kind: TransportKind::Udp,
+                local_port: 1194,
+            })
+        }
+
+        fn release(&mut self, _transport: Transport) {}
+    }
+
+    fn key(key_id: u8) -> KeyConfig {
+        let dir = || KeyDir {
+            cipher_key: Zeroizing::new(vec![7; 16]),
+            nonce_tail: [1; 8],
+        };
+        KeyConfig {
+            key_id,
+            cipher: crate::aead::CipherAlg::AesGcm,
+            encrypt: dir(),
+            decrypt: dir(),
+        }
+    }
+
+    fn ipv4_packet() -> Vec<u8> {
+        let mut buf = vec![0u8; HEADER_LEN + 20];
+        buf[HEADER_LEN] = 0x45;
+        buf
+    }
+
+    #[test]
+    fn exhausted_key_is_killed_with_one_notification() {
+        let now = Instant::now();
+        let device = Device::new(Mode::P2p, now);
+        let attrs = PeerAttrs {
+            id: Some(1),
+            socket: Some(3),
+            remote_ipv4: Some(Ipv4Addr::new(198, 18, 0, 2)),
+            remote_port: Some(1194),
+            ..PeerAttrs::default()
+        };
+        device.peer_new(Some(&attrs), &mut Udp, now).unwrap();
+        device.drain_notifications();
+        let peer = device.table().by_id(1).cloned().unwrap();
+        peer.keys
+            .install_with_next_packet_id(KeySlot::Primary, key(5), u64::from(u32::MAX))
+            .unwrap();
+
+        // The last id still works.
+        let mut buf = ipv4_packet();
+        let transmit = device.encapsulate(&mut buf, 20, now).unwrap();
+        assert_eq!(buf[4..8], [0xff; 4]);
+        assert_eq!(transmit.len, HEADER_LEN + 20);
+
+        // Then the key is gone: one notification, then plain "no key".
+        let mut buf = ipv4_packet();
+        assert_eq!(
+            device.encapsulate(&mut buf, 20, now),
+            Err(DropReason::TxExhausted)
+        );
+        assert_eq!(
+            device.drain_notifications(),
+            vec![Notification::KeySwap {
+                peer_id: 1,
+                key_id: 5
+            }]
+        );
+        let mut buf = ipv4_packet();
+        assert_eq!(
+            device.encapsulate(&mut buf, 20, now),
+            Err(DropReason::TxNoKey)
+        );
+        assert!(device.drain_notifications().is_empty());
+
+        let stats = device.stats().snapshot();
+        assert_eq!(stats.tx_dropped, 2);
+        assert_eq!(stats.drops(DropReason::TxExhausted), 1);
+        assert_eq!(stats.drops(DropReason::TxNoKey), 1);
+        // vpn-tx counts all three (before encryption), link-tx only one.
+        let info = peer.info();
+        assert_eq!(info.stats.vpn_tx.packets, 3);
+        assert_eq!(info.stats.link_tx.packets, 1);
+    }
+
+    #[test]
+    fn removed_peer_drops_in_flight_packets() {
+        let now = Instant::now();
+        let device = Device::new(Mode::P2p, now);
+        let attrs = PeerAttrs {
+            id: Some(1),
+            socket: Some(3),
+            remote_ipv4: Some(Ipv4Addr::new(198, 18, 0, 2)),
+            remote_port: Some(1194),
+            ..PeerAttrs::default()
+        };
+        device.peer_new(Some(&attrs), &mut Udp, now).unwrap();
+        let peer = device.table().by_id(1).cloned().unwrap();
+        peer.keys.install(KeySlot::Primary, key(0)).unwrap();
+        device.teardown();
+
+        // A packet that had already picked the peer: no transport any more.
+        let mut buf = ipv4_packet();
+        assert_eq!(
+            device.seal_for_peer(&peer, &mut buf, 20, now),
+            Err(DropReason::TxNoTransport)
+        );
+        // New packets find no peer.
+        let mut buf = ipv4_packet();
+        assert_eq!(
+            device.encapsulate(&mut buf, 20, now),
+            Err(DropReason::TxNoPeer)
+        );
+        assert_eq!(device.stats().snapshot().tx_dropped, 2);
+        assert!(!device.carrier());
+    }
 
     #[test]
     fn inner_addresses_need_version_and_length() {
