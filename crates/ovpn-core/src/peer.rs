@@ -6,7 +6,7 @@
 //! tx id, keys) sits behind atomics, an `ArcSwap` or a mutex that only the
 //! control plane takes.
 //!
-//! The tables themselves live in [`table`]: one peer for a P2P device, four
+//! The tables themselves live in `peer/table.rs`: one peer for a P2P device, four
 //! maps for an MP device.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
