@@ -28,10 +28,8 @@ fn recv_n<F: AsFd>(udp: &UdpIo<F>, batch: &mut RecvBatch, want: usize) -> Vec<Re
         if out.len() >= want {
             break;
         }
-        assert!(
-            poll_one(udp.fd(), Interest::READABLE, WAIT).unwrap(),
-            "datagrams missing"
-        );
+        let ready = poll_one(udp.fd(), Interest::READABLE, WAIT).unwrap();
+        assert!(ready, "{} of {want} datagrams arrived: {out:?}", out.len());
         let n = udp.recv(batch).unwrap();
         for i in 0..n {
             let (meta, data) = batch.get(i).unwrap();
@@ -51,6 +49,7 @@ fn addrs(list: &[&str]) {
         }
         ip(&args);
     }
+    common::wait_ipv6_ready();
 }
 
 #[test]
@@ -302,6 +301,7 @@ fn udp_outer_ipv6_packets_may_be_fragmented_locally() {
         tun.set_mtu(1280).unwrap();
         tun.set_up(true).unwrap();
         ip(&["addr", "add", "2001:db8:1::1/64", "dev", "ovpnf6", "nodad"]);
+        common::wait_ipv6_ready();
         let queue = &tun.queues()[0];
 
         let udp = UdpIo::new(UdpSocket::bind("[2001:db8:1::1]:0").unwrap()).unwrap();

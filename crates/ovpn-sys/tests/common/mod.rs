@@ -92,3 +92,20 @@ pub fn ipv4_udp_packet(
     p[28..].copy_from_slice(payload);
     p
 }
+
+/// Waits (at most 5 s) until no IPv6 address of the namespace is still
+/// tentative. Even with `nodad` the kernel clears the flag from a work queue,
+/// and until then packets to the address are dropped; under load that takes
+/// long enough to lose a test's first datagram.
+pub fn wait_ipv6_ready() {
+    for _ in 0..100 {
+        if ip(&["-6", "-o", "addr", "show", "tentative"])
+            .trim()
+            .is_empty()
+        {
+            return;
+        }
+        thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("IPv6 addresses still tentative after 5 s");
+}
