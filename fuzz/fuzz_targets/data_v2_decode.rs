@@ -7,12 +7,13 @@
 #![no_main]
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use ovpn_core::aead::CipherAlg;
+use ovpn_core::aead::{AeadBackend as _, AeadKey, CipherAlg, RING};
 use ovpn_core::keys::{KeyConfig, KeyDir, KeySlot, KeySlots, OpenError};
-use ovpn_core::wire::{DataHeader, DataPacket, HEADER_LEN, PacketKind};
+use ovpn_core::wire::{self, DataHeader, DataPacket, HEADER_LEN, PacketKind};
 use zeroize::Zeroizing;
 
 fuzz_target!(|data: &[u8]| {
@@ -53,18 +54,23 @@ fn key(key_id: u8, cipher: CipherAlg, len: usize, remote: bool) -> KeyConfig {
     }
 }
 
-/// Arbitrary bytes opened with keys in both slots.
+/// Arbitrary bytes opened with keys in both slots. The slots are shared by
+/// all runs: no arbitrary input authenticates, so their state never changes.
 fn open_raw(data: &[u8]) {
-    let slots = KeySlots::new();
-    slots
-        .install(KeySlot::Primary, key(0, CipherAlg::AesGcm, 16, false))
-        .expect("install");
-    slots
-        .install(
-            KeySlot::Secondary,
-            key(1, CipherAlg::ChaCha20Poly1305, 32, false),
-        )
-        .expect("install");
+    static SLOTS: OnceLock<KeySlots> = OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        let slots = KeySlots::new();
+        slots
+            .install(KeySlot::Primary, key(0, CipherAlg::AesGcm, 16, false))
+            .expect("install");
+        slots
+            .install(
+                KeySlot::Secondary,
+                key(1, CipherAlg::ChaCha20Poly1305, 32, false),
+            )
+            .expect("install");
+        slots
+    });
     let mut packet = data.to_vec();
     match slots.open(&mut packet, Instant::now()) {
         // Forging a tag by chance would be a finding in itself.
@@ -74,8 +80,20 @@ fn open_raw(data: &[u8]) {
     }
 }
 
+/// The remote side's encrypt key for [`replay_sequence`], one per cipher.
+fn remote_key(cipher: CipherAlg) -> &'static dyn AeadKey {
+    static KEYS: OnceLock<[Box<dyn AeadKey>; 2]> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        let material = key(3, CipherAlg::AesGcm, 32, true).encrypt;
+        [CipherAlg::AesGcm, CipherAlg::ChaCha20Poly1305]
+            .map(|cipher| RING.new_key(cipher, &material.cipher_key).expect("key"))
+    });
+    &*keys[usize::from(cipher == CipherAlg::ChaCha20Poly1305)]
+}
+
 /// The input as (packet id: 4 bytes, seconds to wait: 1 byte) steps; each
-/// packet is sealed so that it authenticates, then opened.
+/// packet is sealed as the remote side would, so that it authenticates, then
+/// opened.
 fn replay_sequence(data: &[u8]) {
     let cipher = if data.first().is_some_and(|b| b & 1 == 1) {
         CipherAlg::ChaCha20Poly1305
@@ -86,28 +104,31 @@ fn replay_sequence(data: &[u8]) {
     receiver
         .install(KeySlot::Primary, key(3, cipher, 32, false))
         .expect("install");
+    let remote_nonce_tail = key(3, cipher, 32, true).encrypt.nonce_tail;
 
-    let start = Instant::now();
-    let mut now = start;
+    let mut now = Instant::now();
     let mut opened = HashSet::new();
-    for step in data.chunks_exact(5).take(64) {
+    for step in data.chunks_exact(5).take(256) {
         let packet_id = u32::from_be_bytes([step[0], step[1], step[2], step[3]]);
         now += Duration::from_secs(u64::from(step[4] % 64));
 
-        let sender = KeySlots::new();
-        sender
-            .install_with_next_packet_id(
-                KeySlot::Primary,
-                key(3, cipher, 32, true),
-                packet_id.into(),
-            )
-            .expect("install");
+        let header = DataHeader {
+            key_id: 3,
+            peer_id: 7,
+            packet_id,
+        };
         let mut buf = [0u8; HEADER_LEN + 4];
-        let len = sender.seal(7, &mut buf, 4).expect("seal");
+        let aad = header.to_bytes();
+        let nonce = wire::nonce(packet_id, &remote_nonce_tail);
+        let tag = remote_key(cipher)
+            .seal_in_place(&nonce, &aad, &mut buf[HEADER_LEN..])
+            .expect("seal");
+        buf[..8].copy_from_slice(&aad);
+        buf[8..HEADER_LEN].copy_from_slice(&tag);
 
-        match receiver.open(&mut buf[..len], now) {
+        match receiver.open(&mut buf, now) {
             Ok(range) => {
-                assert_eq!(range, HEADER_LEN..len);
+                assert_eq!(range, HEADER_LEN..buf.len());
                 assert_ne!(packet_id, 0, "packet id 0 accepted");
                 assert!(
                     opened.insert(packet_id),

@@ -9,7 +9,15 @@
 //! - [`attr`]: attribute reader and writer;
 //! - [`ack`]: ACK / error / `NLMSG_DONE` with extended ACK, both directions;
 //! - [`genl`]: the generic-netlink header;
-//! - [`ovpn`]: the family's typed messages and policies.
+//! - [`validate`]: the kernel's attribute-policy checks;
+//! - [`ovpn`]: the family's typed messages and request policies;
+//! - [`ctrl`]: `nlctrl` family and multicast-group lookup;
+//! - [`link`]: rtnetlink links of kind `ovpn`;
+//! - [`view`]: a spec-named tree of any of these messages, for tools.
+//!
+//! Everything is little-endian host order except where the spec says
+//! big-endian; the crate targets little-endian Linux machines, as the
+//! byte-array tests assume.
 #![forbid(unsafe_code)]
 
 pub mod ack;
@@ -22,5 +30,6 @@ pub mod link;
 pub mod nlmsg;
 pub mod ovpn;
 pub mod validate;
+pub mod view;
 
 pub use error::DecodeError;

@@ -287,10 +287,192 @@ def decode_done(case, ours, problems):
     compare(got, ext_ack_tlvs(case), problems, '')
 
 
+# nlctrl (include/uapi/linux/genetlink.h). The kernel's ctrl_fill_info
+# writes name, id, version, header size, max attribute, then the ops and
+# multicast groups as nests WITHOUT NLA_F_NESTED (index-numbered entries
+# from 1; ops as id, flags; groups as id, name).
+CTRL_ORDER = ['family-name', 'family-id', 'version', 'hdrsize', 'maxattr', 'ops', 'mcast-groups']
+CTRL_NAMES = {
+    'family-name': 'CTRL_ATTR_FAMILY_NAME',
+    'family-id': 'CTRL_ATTR_FAMILY_ID',
+    'version': 'CTRL_ATTR_VERSION',
+    'hdrsize': 'CTRL_ATTR_HDRSIZE',
+    'maxattr': 'CTRL_ATTR_MAXATTR',
+    'ops': 'CTRL_ATTR_OPS',
+    'mcast-groups': 'CTRL_ATTR_MCAST_GROUPS',
+}
+GENL_ADMIN_PERM = 0x1
+GENL_CMD_CAP_DO = 0x2
+GENL_CMD_CAP_DUMP = 0x4
+GENL_CMD_CAP_HASPOL = 0x8
+
+
+def ovpn_ops_from_spec():
+    """(command, flags) of every request op in spec/ovpn.yaml: all are
+    admin-perm with a policy and a do handler; peer-get also dumps."""
+    out = []
+    for name, cmd in sorted(fam.COMMANDS.items(), key=lambda x: x[1]):
+        if name.endswith('-ntf'):
+            continue
+        flags = GENL_ADMIN_PERM | GENL_CMD_CAP_DO | GENL_CMD_CAP_HASPOL
+        if name == 'peer-get':
+            flags |= GENL_CMD_CAP_DUMP
+        out.append([cmd, flags])
+    return out
+
+
+def encode_ctrl(case, variant=False):
+    logical = case['attrs']
+    attrs = []
+    for key in [k for k in CTRL_ORDER if k in logical]:
+        value = logical[key]
+        if key == 'ops':
+            value = [{'attrs': [('CTRL_ATTR_OP_ID', i), ('CTRL_ATTR_OP_FLAGS', f)]} for i, f in value]
+        elif key == 'mcast-groups':
+            value = [
+                {'attrs': [('CTRL_ATTR_MCAST_GRP_ID', i), ('CTRL_ATTR_MCAST_GRP_NAME', n)]} for n, i in value
+            ]
+        attrs.append((CTRL_NAMES[key], value))
+    if variant:
+        attrs.reverse()
+    msg = fam.CtrlMsg()
+    msg['header'] = header_of(case)
+    msg['cmd'] = case['cmd']
+    msg['version'] = case['version']
+    msg['attrs'] = attrs
+    msg.encode()
+    return bytes(msg.data)
+
+
+def decode_ctrl(case, ours, problems):
+    msg = fam.CtrlMsg(bytearray(ours))
+    msg.decode()
+    check_header(msg, case, ours, problems)
+    if (msg['cmd'], msg['version']) != (case['cmd'], case['version']):
+        problems.add('genl cmd/version %d/%d', msg['cmd'], msg['version'])
+    reverse = {v: k for k, v in CTRL_NAMES.items()}
+    got = {}
+    names = []
+    for slot in msg['attrs']:
+        if slot.name not in reverse:
+            problems.add('unexpected nlctrl attribute %s', slot.name)
+            continue
+        key = reverse[slot.name]
+        names.append(key)
+        value = slot.value
+        if key in ('ops', 'mcast-groups'):
+            if slot.get_flags():
+                problems.add('%s: NLA_F_NESTED set, the kernel sends it without', key)
+            entries = slot.cell[1].value
+            value = []
+            for index, entry in enumerate(entries, 1):
+                # pyroute2 drops decoded headers; read the raw type field.
+                raw_type = struct.unpack_from('=H', entry.data, entry.offset + 2)[0]
+                if raw_type != index:
+                    problems.add('%s: entry %d has type field %#x', key, index, raw_type)
+                if key == 'ops':
+                    inner = [a[0] for a in entry['attrs']]
+                    if inner != ['CTRL_ATTR_OP_ID', 'CTRL_ATTR_OP_FLAGS']:
+                        problems.add('ops entry %d: attributes %s', index, inner)
+                    value.append([entry.get_attr('CTRL_ATTR_OP_ID'), entry.get_attr('CTRL_ATTR_OP_FLAGS')])
+                else:
+                    inner = [a[0] for a in entry['attrs']]
+                    if inner != ['CTRL_ATTR_MCAST_GRP_ID', 'CTRL_ATTR_MCAST_GRP_NAME']:
+                        problems.add('group entry %d: attributes %s', index, inner)
+                    value.append([entry.get_attr('CTRL_ATTR_MCAST_GRP_NAME'), entry.get_attr('CTRL_ATTR_MCAST_GRP_ID')])
+        got[key] = value
+    if names != [k for k in CTRL_ORDER if k in names]:
+        problems.add('nlctrl attribute order %s is not the kernel order', names)
+    compare(got, case['attrs'], problems, '')
+    if got.get('family-name') == 'ovpn' and 'ops' in got and got['ops'] != ovpn_ops_from_spec():
+        problems.add('ovpn ops %s, spec/ovpn.yaml says %s', got['ops'], ovpn_ops_from_spec())
+
+
+# rtnetlink links: ifinfomsg, then IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO
+# (the kernel's rtnl_fill_ifinfo order for these three); link info holds
+# IFLA_INFO_KIND then IFLA_INFO_DATA, both nests without NLA_F_NESTED as
+# the kernel (nla_nest_start_noflag) and iproute2 write them.
+LINK_MODES = ['p2p', 'mp']
+IFINFO_FIELDS = {'family': 'family', 'ifi_type': 'type', 'index': 'index', 'flags': 'flags', 'change': 'change'}
+
+
+def encode_link(case, variant=False):
+    logical = case['attrs']
+    attrs = []
+    if 'ifname' in logical:
+        attrs.append(('IFLA_IFNAME', logical['ifname']))
+    if 'mtu' in logical:
+        attrs.append(('IFLA_MTU', logical['mtu']))
+    if 'kind' in logical or 'mode' in logical:
+        info = []
+        if 'kind' in logical:
+            info.append(('IFLA_INFO_KIND', logical['kind']))
+        if 'mode' in logical:
+            info.append(('IFLA_INFO_DATA', {'attrs': [('mode', LINK_MODES.index(logical['mode']))]}))
+        attrs.append(('IFLA_LINKINFO', {'attrs': info}))
+    if variant:
+        attrs.reverse()
+    msg = fam.OvpnLinkMsg()
+    msg['header'] = header_of(case)
+    for field, key in IFINFO_FIELDS.items():
+        msg[field] = case['ifinfo'][key]
+    msg['attrs'] = attrs
+    msg.encode()
+    return bytes(msg.data)
+
+
+def decode_link(case, ours, problems):
+    msg = fam.OvpnLinkMsg(bytearray(ours))
+    msg.decode()
+    check_header(msg, case, ours, problems)
+    for field, key in IFINFO_FIELDS.items():
+        if msg[field] != case['ifinfo'][key]:
+            problems.add('ifinfomsg %s: pyroute2 reads %r, expected %r', key, msg[field], case['ifinfo'][key])
+    got = {}
+    names = [slot.name for slot in msg['attrs']]
+    if names != [n for n in ('IFLA_IFNAME', 'IFLA_MTU', 'IFLA_LINKINFO') if n in names]:
+        problems.add('link attributes %s not in the kernel order', names)
+    for slot in msg['attrs']:
+        if slot.get_flags():
+            problems.add('%s: flags %#x set', slot.name, slot.get_flags())
+        if slot.name == 'IFLA_IFNAME':
+            got['ifname'] = slot.value
+        elif slot.name == 'IFLA_MTU':
+            got['mtu'] = slot.value
+        elif slot.name == 'IFLA_LINKINFO':
+            info = slot.value
+            inner = [s.name for s in info['attrs']]
+            if inner != [n for n in ('IFLA_INFO_KIND', 'IFLA_INFO_DATA') if n in inner]:
+                problems.add('link info attributes %s', inner)
+            for s in info['attrs']:
+                if s.get_flags():
+                    problems.add('%s: flags %#x set', s.name, s.get_flags())
+            if info.get_attr('IFLA_INFO_KIND') is not None:
+                got['kind'] = info.get_attr('IFLA_INFO_KIND')
+            data = info.get_attr('IFLA_INFO_DATA')
+            if data is not None:
+                if not isinstance(data, fam.OvpnInfoData):
+                    problems.add('IFLA_INFO_DATA not decoded as ovpn data: %r', data)
+                else:
+                    mode_slots = [s for s in data['attrs'] if s.name == 'mode']
+                    if len(data['attrs']) != 1 or len(mode_slots) != 1:
+                        problems.add('IFLA_INFO_DATA holds %s', [s.name for s in data['attrs']])
+                    if mode_slots:
+                        if mode_slots[0].cell[1].length != 5:
+                            problems.add('IFLA_OVPN_MODE is not a u8')
+                        mode = mode_slots[0].value
+                        got['mode'] = LINK_MODES[mode] if mode < 2 else mode
+        else:
+            problems.add('unexpected link attribute %s', slot.name)
+    compare(got, case['attrs'], problems, '')
+
+
 KINDS = {
     'ovpn': (encode_ovpn, decode_ovpn),
     'error': (encode_error, decode_error),
     'done': (encode_done, decode_done),
+    'ctrl': (encode_ctrl, decode_ctrl),
+    'link': (encode_link, decode_link),
 }
 
 
