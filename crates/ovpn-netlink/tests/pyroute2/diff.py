@@ -13,10 +13,13 @@ For every case this script
    attribute order (kernel-behaviour §7.6/§7.7), NLA_F_NESTED on nests
    and only there, the narrowest `uint` width;
 3. emits pyroute2's bytes and a variant (attributes in reverse order,
-   every `uint` widened to 8 bytes) for the Rust side to decode.
+   every `uint` widened to 8 bytes) for the Rust side to decode, and what
+   pyroute2 read from our bytes (`decoded`, spec names) for the Rust side
+   to compare with our generic view.
 
 RESULTS.json gets {"results": [{"name", "problems", "py_hex",
-"variant_hex"}]}; an empty `problems` list means the case agrees.
+"variant_hex", "decoded"}]}; an empty `problems` list means the case
+agrees.
 
 Exit status: 0 when it ran (whatever it found), 3 when pyroute2 cannot be
 imported, 1 on a bug in this script.
@@ -207,6 +210,7 @@ def decode_ovpn(case, ours, problems):
         problems.add('genl version %d reserved %d', msg['version'], msg['reserved'])
     got = from_pyroute2('ovpn', msg, problems, '', ovpn_opts(case))
     compare(got, case['attrs'], problems, '')
+    return got
 
 
 def ext_ack_tlvs(case):
@@ -263,6 +267,7 @@ def decode_error(case, ours, problems):
             problems.add('echoed payload %s differs from the request', got_payload.hex())
     got = from_pyroute2('ext-ack', msg, problems, '', {})
     compare(got, ext_ack_tlvs(case), problems, '')
+    return dict(got, errno=-msg['error'])
 
 
 def encode_done(case, variant=False):
@@ -285,6 +290,7 @@ def decode_done(case, ours, problems):
         problems.add('error %d, expected %d', msg['error'], -case['errno'])
     got = from_pyroute2('ext-ack', msg, problems, '', {})
     compare(got, ext_ack_tlvs(case), problems, '')
+    return dict(got, errno=-msg['error'])
 
 
 # nlctrl (include/uapi/linux/genetlink.h). The kernel's ctrl_fill_info
@@ -384,8 +390,10 @@ def decode_ctrl(case, ours, problems):
     if names != [k for k in CTRL_ORDER if k in names]:
         problems.add('nlctrl attribute order %s is not the kernel order', names)
     compare(got, case['attrs'], problems, '')
+    decoded = dict(got, cmd=msg['cmd'])
     if got.get('family-name') == 'ovpn' and 'ops' in got and got['ops'] != ovpn_ops_from_spec():
         problems.add('ovpn ops %s, spec/ovpn.yaml says %s', got['ops'], ovpn_ops_from_spec())
+    return decoded
 
 
 # rtnetlink links: ifinfomsg, then IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO
@@ -465,6 +473,7 @@ def decode_link(case, ours, problems):
         else:
             problems.add('unexpected link attribute %s', slot.name)
     compare(got, case['attrs'], problems, '')
+    return dict(got, ifinfo={key: msg[field] for field, key in IFINFO_FIELDS.items()})
 
 
 KINDS = {
@@ -514,9 +523,15 @@ def run_case(case):
             py.hex(),
             ours.hex(),
         )
-    decode(case, ours, problems)
+    decoded = decode(case, ours, problems)
     variant = encode(case, variant=True)
-    return {'name': case['name'], 'problems': problems, 'py_hex': py.hex(), 'variant_hex': variant.hex()}
+    return {
+        'name': case['name'],
+        'problems': problems,
+        'py_hex': py.hex(),
+        'variant_hex': variant.hex(),
+        'decoded': decoded,
+    }
 
 
 def main():
