@@ -292,3 +292,31 @@ impl Mode {
         }
     }
 }
+
+/// Spec names for a path of attribute types as returned by
+/// [`crate::ack::ErrorReport::attribute_path`] for an ovpn request, e.g.
+/// `[2, 5]` → `["peer", "remote-port"]`. Unknown types become `attr-N`.
+pub fn path_names(path: &[u16]) -> Vec<String> {
+    let mut out = Vec::with_capacity(path.len());
+    let name_at = |ty: u16, depth: usize| -> Option<&'static str> {
+        match (depth, path) {
+            (0, _) => top_attr_name(ty),
+            (1, [top::PEER, ..]) => peer_attr_name(ty),
+            (1, [top::KEYCONF, ..]) => keyconf_attr_name(ty),
+            (
+                2,
+                [
+                    top::KEYCONF,
+                    keyconf::ENCRYPT_DIR | keyconf::DECRYPT_DIR,
+                    ..,
+                ],
+            ) => keydir_attr_name(ty),
+            _ => None,
+        }
+    };
+    for (depth, &ty) in path.iter().enumerate() {
+        let name = name_at(ty, depth);
+        out.push(name.map_or_else(|| format!("attr-{ty}"), str::to_owned));
+    }
+    out
+}

@@ -53,8 +53,9 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// One direction's key material (`keydir`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// One direction's key material (`keydir`). `Debug` shows lengths only,
+/// for unknown members too: a newer kernel's addition here may be secret.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct KeyDir {
     /// `cipher-key`.
     pub cipher_key: Option<Secret>,
@@ -62,6 +63,16 @@ pub struct KeyDir {
     pub nonce_tail: Option<Secret>,
     /// Attributes this crate does not know (kept, but never displayed).
     pub unknown: Vec<RawAttr>,
+}
+
+impl fmt::Debug for KeyDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyDir")
+            .field("cipher_key", &self.cipher_key)
+            .field("nonce_tail", &self.nonce_tail)
+            .field("unknown", &self.unknown.len())
+            .finish()
+    }
 }
 
 impl KeyDir {

@@ -766,3 +766,46 @@ fn state_dependent_rejections() {
     assert_eq!(r.errno, EADDRINUSE);
     assert_eq!(reject::unknown_family().errno, ENOENT);
 }
+
+#[test]
+fn server_rejection_round_trips_to_client_report() {
+    use crate::ack::{AckOptions, ErrorReport, encode_error};
+    // remote-port 0 at offset 40 inside the peer nest
+    let req = peer_req(Cmd::PeerNew, |b| {
+        id(b);
+        attr::put_be16(b, pa::REMOTE_PORT, 0);
+    });
+    let rej = fail(&req, Mode::P2p);
+    let mut reply = Vec::new();
+    let opts = AckOptions {
+        ext_ack: true,
+        cap_ack: true,
+    };
+    encode_error(&mut reply, opts, 42, &req, rej.errno, &rej.ext).unwrap();
+    let report = ErrorReport::parse(&NlMsg::parse(&reply).unwrap()).unwrap();
+    assert_eq!(report.errno, ERANGE);
+    assert_eq!(report.ext, rej.ext);
+    let path = report
+        .attribute_path(&req, genl::GENL_ATTRS_OFFSET)
+        .unwrap();
+    assert_eq!(path, vec![top::PEER, pa::REMOTE_PORT]);
+    assert_eq!(super::attrs::path_names(&path), vec!["peer", "remote-port"]);
+    assert_eq!(
+        report.to_string(),
+        "ERANGE (34): integer out of range (attribute at offset 40)"
+    );
+
+    // missing nest path for a missing nonce tail inside decrypt-dir
+    let req = key_new_body(1, true, false);
+    let rej = fail(&req, Mode::P2p);
+    let mut reply = Vec::new();
+    encode_error(&mut reply, opts, 42, &req, rej.errno, &rej.ext).unwrap();
+    let report = ErrorReport::parse(&NlMsg::parse(&reply).unwrap()).unwrap();
+    let nest = report
+        .missing_nest_path(&req, genl::GENL_ATTRS_OFFSET)
+        .unwrap();
+    assert_eq!(
+        super::attrs::path_names(&nest),
+        vec!["keyconf", "decrypt-dir"]
+    );
+}
