@@ -371,6 +371,43 @@ impl fmt::Display for ErrorReport {
 
 impl std::error::Error for ErrorReport {}
 
+/// What one received message means to a client waiting for a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// A data message (a reply, a dump part or a notification).
+    Message(NlMsg<'a>),
+    /// `NLMSG_ERROR` with error 0.
+    Ack(ErrorReport),
+    /// `NLMSG_ERROR` with an error.
+    Error(ErrorReport),
+    /// `NLMSG_DONE`: the end of a dump, successful or not (check
+    /// [`ErrorReport::errno`]: a dump that fails after it started reports
+    /// its error here).
+    Done(ErrorReport),
+}
+
+impl<'a> Reply<'a> {
+    /// Sorts a received message.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError`] for a malformed error or done message.
+    pub fn classify(msg: NlMsg<'a>) -> Result<Self, DecodeError> {
+        Ok(match msg.header.ty {
+            NLMSG_ERROR => {
+                let rep = ErrorReport::parse(&msg)?;
+                if rep.is_ok() {
+                    Self::Ack(rep)
+                } else {
+                    Self::Error(rep)
+                }
+            }
+            NLMSG_DONE => Self::Done(ErrorReport::parse(&msg)?),
+            _ => Self::Message(msg),
+        })
+    }
+}
+
 fn read_i32(p: &[u8]) -> Option<i32> {
     Some(i32::from_ne_bytes(p.get(..4)?.try_into().ok()?))
 }
@@ -687,6 +724,35 @@ mod tests {
         encode_done(&mut ok, opts, 3, 8, 0, &ExtAck::default());
         assert_eq!(ok.len(), 20);
         assert_eq!(&ok[4..8], &[3, 0, 0x02, 0]);
+    }
+
+    #[test]
+    fn classify_a_dump_buffer() {
+        // Two dump parts, then a DONE that reports a failure mid-dump.
+        let mut buf = Vec::new();
+        for seq in [4, 4] {
+            let m = MessageBuilder::start(&mut buf, 0x1c, NLM_F_MULTI, seq, 1);
+            buf.extend_from_slice(&[3, 1, 0, 0]);
+            m.finish(&mut buf);
+        }
+        let opts = AckOptions {
+            ext_ack: true,
+            cap_ack: false,
+        };
+        encode_done(&mut buf, opts, 1, 4, errno::EINVAL, &ExtAck::default());
+        let kinds: Vec<_> = crate::nlmsg::Messages::new(&buf)
+            .map(|m| Reply::classify(m.unwrap()).unwrap())
+            .collect();
+        assert!(matches!(kinds[0], Reply::Message(_)));
+        assert!(matches!(kinds[1], Reply::Message(_)));
+        match &kinds[2] {
+            Reply::Done(rep) => assert_eq!(rep.errno, errno::EINVAL),
+            other => panic!("expected DONE, got {other:?}"),
+        }
+        let mut ack = Vec::new();
+        encode_ack(&mut ack, opts, 1, &request(), &ExtAck::default()).unwrap();
+        let reply = Reply::classify(NlMsg::parse(&ack).unwrap()).unwrap();
+        assert!(matches!(reply, Reply::Ack(_)));
     }
 
     #[test]
