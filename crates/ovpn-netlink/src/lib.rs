@@ -13,7 +13,10 @@
 //! - [`ovpn`]: the family's typed messages and request policies;
 //! - [`ctrl`]: `nlctrl` family and multicast-group lookup;
 //! - [`link`]: rtnetlink links of kind `ovpn`;
-//! - [`view`]: a spec-named tree of any of these messages, for tools.
+//! - [`view`]: a spec-named tree of any of these messages, for tools;
+//! - [`route`]: rtnetlink routes, for the daemon's route mirror;
+//! - [`ovpnd`]: the messages of our Unix-socket extension (socket options,
+//!   control packets), `docs/control-transport.md`.
 //!
 //! Everything is little-endian host order except where the spec says
 //! big-endian; the crate targets little-endian Linux machines, as the
@@ -29,6 +32,8 @@ pub mod genl;
 pub mod link;
 pub mod nlmsg;
 pub mod ovpn;
+pub mod ovpnd;
+pub mod route;
 pub mod validate;
 pub mod view;
 
