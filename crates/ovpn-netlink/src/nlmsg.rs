@@ -118,6 +118,15 @@ impl NlMsgHeader {
         out
     }
 
+    /// Whether a kernel would hand this message to a protocol handler
+    /// (`net/netlink/af_netlink.c`, `netlink_rcv_skb`): only requests
+    /// (`NLM_F_REQUEST`) of a type at or above `NLMSG_MIN_TYPE`. Anything
+    /// else is skipped and answered with an ACK (error 0) only when it
+    /// carries `NLM_F_ACK`.
+    pub fn is_dispatched_request(&self) -> bool {
+        self.flags & NLM_F_REQUEST != 0 && self.ty >= NLMSG_MIN_TYPE
+    }
+
     /// Whether both halves of `NLM_F_DUMP` are set, the kernel's test for a
     /// dump request (`net/netlink/genetlink.c`).
     pub fn is_dump(&self) -> bool {
@@ -314,6 +323,20 @@ mod tests {
             NlMsg::parse(&h.to_bytes()),
             Err(DecodeError::BadLength(_))
         ));
+    }
+
+    #[test]
+    fn only_requests_of_non_control_types_are_dispatched() {
+        let mut h = NlMsgHeader {
+            ty: 0x1c,
+            flags: NLM_F_ACK,
+            ..NlMsgHeader::default()
+        };
+        assert!(!h.is_dispatched_request());
+        h.flags |= NLM_F_REQUEST;
+        assert!(h.is_dispatched_request());
+        h.ty = NLMSG_DONE;
+        assert!(!h.is_dispatched_request());
     }
 
     #[test]
