@@ -640,6 +640,11 @@ fn ack_cases() -> Vec<Case> {
             attr_type: nl_attr_type::BINARY,
             min_length: Some(16),
             max_length: Some(16),
+            // Not what a binary policy reports; here only to cover the
+            // wire form of every NL_POLICY_TYPE_ATTR_* our encoder writes.
+            mask: Some(0xf0f0),
+            policy_idx: Some(2),
+            policy_maxtype: Some(24),
             ..PolicyDescription::default()
         })),
         miss_type: Some(4),
