@@ -93,6 +93,8 @@ def base_archive(manifest: dict) -> Path:
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob("base-*.cpio"):
+        stale.unlink(missing_ok=True)
     tree = base_tree(manifest)
     tmp = out.with_suffix(".tmp")
     tree.write_cpio(tmp)
