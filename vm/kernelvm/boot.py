@@ -214,8 +214,17 @@ def collect(outcome: Outcome, work: Path, token: str, out: Path | None) -> None:
     if begin not in text or end not in text.split(begin, 1)[1]:
         return
     payload = text.split(begin, 1)[1].split(end, 1)[0]
-    data = base64.b64decode("".join(payload.split()), validate=True)
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+    try:
+        data = gzip.decompress(base64.b64decode("".join(payload.split()), validate=True))
+        read_results(outcome, data, out)
+    except (ValueError, OSError, EOFError, tarfile.TarError) as exc:
+        log(f"the VM's result block is damaged: {exc}")
+        outcome.status = None
+
+
+def read_results(outcome: Outcome, data: bytes, out: Path | None) -> None:
+    """Fills `outcome` from the result tar; copies /out to `out`."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = {m.name: m for m in tar.getmembers()}
 
         def member(name: str) -> bytes:

@@ -8,14 +8,16 @@ import shutil
 
 from .common import log, run
 
-# Debian package -> a file whose presence shows it is installed.
+# Debian package -> a file whose presence shows it is installed. QEMU boots
+# the VM; kmod's depmod and modprobe resolve the module order; iproute2
+# makes the --net namespace; busybox gives vm/test a `ping` on the host side.
+# (The initramfs and .ko.xz handling are Python's own; the VM's userland
+# comes from Debian packages fetched into the cache.)
 HOST_PACKAGES = {
     "qemu-system-x86": "/usr/bin/qemu-system-x86_64",
-    "busybox-static": "/bin/busybox",
-    "xz-utils": "/usr/bin/xz",
     "kmod": "/usr/sbin/depmod",
     "iproute2": "/usr/sbin/ip",
-    "cpio": "/usr/bin/cpio",
+    "busybox-static": "/bin/busybox",
 }
 
 

@@ -173,8 +173,7 @@ impl Probe {
                 let Some(Transport::Listener(l)) = self.transports.get(&listener) else {
                     return Err(format!("no listener named {listener}"));
                 };
-                let (s, _) = l
-                    .accept()
+                let s = accept_within(l, self.wait)
                     .map_err(|e| format!("accept on {listener}: {e}"))?;
                 self.keep(name, Transport::Stream(s))
             }
@@ -314,6 +313,23 @@ impl Probe {
             print_datagram(proto, &dgram);
         }
     }
+}
+
+/// Accepts one connection, waiting at most `wait`.
+fn accept_within(listener: &TcpListener, wait: Duration) -> io::Result<TcpStream> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + wait;
+    let result = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream.set_nonblocking(false).map(|()| stream),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    listener.set_nonblocking(false)?;
+    result
 }
 
 /// Prints each message of a datagram; returns whether it was unicast.
