@@ -316,7 +316,7 @@ impl KeySlots {
             .encrypt
             .seal_in_place(&nonce, &aad, packet.payload_mut())
             .map_err(|_| SealError::Encrypt { key_id: key.key_id })?;
-        header.emit(&mut packet);
+        packet.set_aad(&aad);
         packet.set_tag(&tag);
         Ok(len)
     }

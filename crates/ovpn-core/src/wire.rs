@@ -137,11 +137,15 @@ pub fn key_id(first: u8) -> u8 {
 }
 
 /// The AEAD nonce for `packet_id` with a direction's nonce tail (§4.2).
+#[inline]
 pub fn nonce(packet_id: u32, nonce_tail: &[u8; NONCE_TAIL_LEN]) -> [u8; NONCE_LEN] {
-    let mut nonce = [0; NONCE_LEN];
-    nonce[..4].copy_from_slice(&packet_id.to_be_bytes());
-    nonce[4..].copy_from_slice(nonce_tail);
-    nonce
+    // Built from two whole words rather than byte copies: the AEAD reads the
+    // nonce back with wide loads, and a wide load over several narrow stores
+    // stalls the CPU (store forwarding fails), which showed in profiles.
+    let [t0, t1, t2, t3, t4, t5, t6, t7] = *nonce_tail;
+    let head = (u64::from(packet_id) << 32) | u64::from(u32::from_be_bytes([t0, t1, t2, t3]));
+    let [h0, h1, h2, h3, h4, h5, h6, h7] = head.to_be_bytes();
+    [h0, h1, h2, h3, h4, h5, h6, h7, t4, t5, t6, t7]
 }
 
 /// A zero-copy view of a DATA_V2 packet in a byte buffer.
@@ -263,6 +267,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> DataPacket<T> {
         self.buffer.as_mut()[field::PACKET_ID].copy_from_slice(&packet_id.to_be_bytes());
     }
 
+    /// Writes the first eight bytes (see [`DataHeader::to_bytes`]).
+    pub fn set_aad(&mut self, aad: &[u8; AAD_LEN]) {
+        self.buffer.as_mut()[field::AAD].copy_from_slice(aad);
+    }
+
     /// Writes the authentication tag.
     pub fn set_tag(&mut self, tag: &[u8; TAG_LEN]) {
         self.buffer.as_mut()[field::TAG].copy_from_slice(tag);
@@ -298,20 +307,18 @@ impl DataHeader {
     /// Writes this header into a packet (key id and peer id truncated to
     /// their field widths).
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut DataPacket<T>) {
-        packet.set_key_id(self.key_id);
-        packet.set_peer_id(self.peer_id);
-        packet.set_packet_id(self.packet_id);
+        packet.set_aad(&self.to_bytes());
     }
 
-    /// The header's bytes as they appear on the wire, which are also the AAD.
+    /// The header's bytes as they appear on the wire, which are also the AAD
+    /// (key id and peer id truncated to their field widths).
+    #[inline]
     pub fn to_bytes(&self) -> [u8; AAD_LEN] {
-        let mut bytes = [0; AAD_LEN];
-        let mut view = DataPacket::new_unchecked(&mut bytes[..]);
-        // The view only touches bytes 0..8, all inside the array.
-        view.set_key_id(self.key_id);
-        view.set_peer_id(self.peer_id);
-        view.set_packet_id(self.packet_id);
-        bytes
+        // One 64-bit word, for the same reason as in [`nonce`].
+        let first = (u32::from(OPCODE_DATA_V2) << 27)
+            | (u32::from(self.key_id & KEY_ID_MAX) << 24)
+            | (self.peer_id & PEER_ID_MAX);
+        ((u64::from(first) << 32) | u64::from(self.packet_id)).to_be_bytes()
     }
 
     /// Length of a packet carrying `payload_len` bytes of plaintext.
