@@ -4,9 +4,9 @@
 //! the `socket` attribute). Plus duplicating and closing descriptors.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use crate::sys::{RawSockAddr, cvt, getsockopt, getsockopt_int};
+use crate::sys::{RawSockAddr, cvt, getsockopt, getsockopt_int, owned};
 use crate::{Error, Result};
 
 /// `TCP_ESTABLISHED` from `include/net/tcp_states.h`.
@@ -192,6 +192,20 @@ pub fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
         .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", e))
 }
 
+/// A new close-on-exec descriptor for the open file behind the descriptor
+/// *number* `fd`, e.g. one a parent process left open for us (`--socket-fd`).
+/// Unlike [`dup`] it takes a plain number, which may name no open file.
+///
+/// # Errors
+///
+/// `EBADF` if `fd` is not open; `EMFILE` when out of descriptors.
+pub fn dup_inherited(fd: RawFd) -> Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC reads no memory; on an unused number the kernel
+    // answers EBADF. On success the new descriptor is ours alone.
+    let ret = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    owned("fcntl(F_DUPFD_CLOEXEC)", ret)
+}
+
 /// Closes `fd` and reports what `close` says, which dropping an `OwnedFd`
 /// silently ignores.
 ///
@@ -207,4 +221,24 @@ pub fn close(fd: OwnedFd) -> Result<()> {
     // SAFETY: we own `raw` (it came out of an OwnedFd) and never use it again.
     let ret = unsafe { libc::close(raw) };
     cvt("close", ret).map(drop)
+}
+
+#[cfg(test)]
+mod dup_tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn dup_inherited_takes_open_numbers_only() {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let copy = dup_inherited(sock.as_raw_fd()).unwrap();
+        assert_ne!(copy.as_raw_fd(), sock.as_raw_fd());
+        assert_eq!(
+            local_addr(copy.as_fd()).unwrap(),
+            Some(sock.local_addr().unwrap())
+        );
+        let err = dup_inherited(100_000).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        assert!(dup_inherited(-1).is_err());
+    }
 }
