@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import os
 import re
 import shutil
 from pathlib import Path
@@ -293,7 +294,7 @@ def module_order(usr: Path, release: str, out: Path) -> list[dict]:
 
 def decompress(source: Path, dest: Path) -> None:
     """Writes the plain ELF of a module (.ko, .ko.xz) to `dest` atomically."""
-    tmp = dest.with_suffix(".tmp")
+    tmp = dest.with_suffix(f".{os.getpid()}.tmp")
     if source.suffix == ".xz":
         with lzma.open(source) as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import stat
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ def base_archive(manifest: dict) -> Path:
     for stale in out.parent.glob("base-*.cpio"):
         stale.unlink(missing_ok=True)
     tree = base_tree(manifest)
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
     tree.write_cpio(tmp)
     tmp.rename(out)
     return out
