@@ -14,8 +14,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::DecodeError;
 use crate::ack::ErrorReport;
 use crate::attr::RawAttr;
-use crate::ctrl::{FamilyInfo, GENL_ID_CTRL};
+use crate::ctrl::{CTRL_CMD_GETFAMILY, CTRL_CMD_NEWFAMILY, FamilyInfo, GENL_ID_CTRL, ctrl_attr};
 use crate::errno;
+use crate::genl::GenlMsg;
 use crate::link::{LinkMsg, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK};
 use crate::nlmsg::{NLMSG_DONE, NLMSG_ERROR, NlMsg, NlMsgHeader};
 use crate::ovpn::{KeyConf, KeyDir, OvpnMsg, Peer};
@@ -97,10 +98,7 @@ pub fn decode(msg: &NlMsg<'_>, protocol: Protocol) -> Result<MessageView, Decode
     let header = msg.header;
     let (kind, attrs) = match (header.ty, protocol) {
         (NLMSG_ERROR | NLMSG_DONE, _) => error_view(msg)?,
-        (GENL_ID_CTRL, Protocol::Generic { .. }) => (
-            "nlctrl newfamily".to_owned(),
-            family_nodes(&FamilyInfo::decode(msg)?),
-        ),
+        (GENL_ID_CTRL, Protocol::Generic { .. }) => ctrl_view(msg)?,
         (ty, Protocol::Generic { ovpn_family }) if Some(ty) == ovpn_family => {
             let m = OvpnMsg::decode(msg)?;
             let name = m
@@ -127,6 +125,31 @@ pub fn decode(msg: &NlMsg<'_>, protocol: Protocol) -> Result<MessageView, Decode
         header,
         attrs,
     })
+}
+
+/// nlctrl: the NEWFAMILY reply in full; other commands (a GETFAMILY
+/// request) with the attributes they carry.
+fn ctrl_view(msg: &NlMsg<'_>) -> Result<(String, Vec<Node>), DecodeError> {
+    let g = GenlMsg::parse(msg)?;
+    if g.genl.cmd == CTRL_CMD_NEWFAMILY {
+        let nodes = family_nodes(&FamilyInfo::decode(msg)?);
+        return Ok(("nlctrl newfamily".to_owned(), nodes));
+    }
+    let name = match g.genl.cmd {
+        CTRL_CMD_GETFAMILY => "getfamily".to_owned(),
+        other => format!("cmd-{other}"),
+    };
+    let mut n = Vec::new();
+    for a in g.attrs() {
+        let a = a?;
+        let node = match a.ty() {
+            ctrl_attr::FAMILY_NAME => Node::new("family-name", Value::Str(a.string()?.to_owned())),
+            ctrl_attr::FAMILY_ID => Node::new("family-id", Value::U64(a.u16()?.into())),
+            ty => Node::new(format!("attr-{ty}"), Value::Bytes(a.payload().to_vec())),
+        };
+        n.push(node);
+    }
+    Ok((format!("nlctrl {name}"), n))
 }
 
 fn error_view(msg: &NlMsg<'_>) -> Result<(String, Vec<Node>), DecodeError> {
@@ -518,6 +541,15 @@ mod tests {
         let v = view(&buf, GENL);
         assert_eq!(v.kind, "nlctrl newfamily");
         assert!(v.to_string().contains("name: \"peers\""));
+
+        let mut buf = Vec::new();
+        crate::ctrl::encode_get_family(&mut buf, "ovpn", 1, 1, 0);
+        let v = view(&buf, GENL);
+        assert_eq!(v.kind, "nlctrl getfamily");
+        assert_eq!(
+            v.attrs,
+            vec![Node::new("family-name", Value::Str("ovpn".into()))]
+        );
 
         // Type 16 on rtnetlink is a link, not nlctrl.
         let mut buf = Vec::new();
