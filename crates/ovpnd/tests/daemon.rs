@@ -1,0 +1,454 @@
+//! The daemon binary in network namespaces the tests create, driven with raw
+//! netlink messages over its Unix sockets: family lookup, links, peers with
+//! sockets passed by SCM_RIGHTS, keys, a ping through a tunnel between two
+//! daemons, dumps, notifications, errors with extended ACK, control packets
+//! and SIGTERM cleanup. Addresses: 198.18.0.0/15 and 2001:db8::/32 only.
+
+mod common;
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
+
+use common::{Client, Daemon, Netns, root_or_skip, wait_until};
+use ovpn_netlink::errno::{EEXIST, EINVAL, ENODEV, ENOENT};
+use ovpn_netlink::link::{LinkMsg, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK};
+use ovpn_netlink::nlmsg::{
+    Messages, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NlMsg,
+};
+use ovpn_netlink::ovpn::{
+    CipherAlg, Cmd, DelPeerReason, KeyConf, KeyDir, KeySlot, Mode, OvpnMsg, Peer,
+};
+use ovpn_netlink::ovpnd::{
+    ControlPacket, OVPND_MSG_CONTROL_PACKET, OVPND_SO_CONTROL_PACKETS, SO_ADD_MEMBERSHIP,
+    SO_EXT_ACK,
+};
+
+const REQ: u16 = NLM_F_REQUEST | NLM_F_ACK;
+
+/// Creates an ovpn link and returns its ifindex.
+fn new_link(rtnl: &mut Client, name: &str, mode: Mode) -> u32 {
+    let mut buf = Vec::new();
+    let seq = rtnl.next_seq();
+    LinkMsg::new_ovpn(name, mode).encode(
+        &mut buf,
+        RTM_NEWLINK,
+        REQ | NLM_F_CREATE | NLM_F_EXCL,
+        seq,
+        0,
+    );
+    rtnl.ok(&buf, &[]);
+    let link = get_link(rtnl, name).expect("the new link");
+    u32::try_from(link.info.index).expect("index")
+}
+
+fn get_link(rtnl: &mut Client, name: &str) -> Option<LinkMsg> {
+    let mut buf = Vec::new();
+    let seq = rtnl.next_seq();
+    let req = LinkMsg {
+        name: Some(name.to_owned()),
+        ..LinkMsg::default()
+    };
+    req.encode(&mut buf, RTM_GETLINK, REQ, seq, 0);
+    let answer = rtnl.request(&buf, &[]);
+    let reply = answer.replies.first()?;
+    Some(LinkMsg::decode(&NlMsg::parse(reply).expect("msg")).expect("link"))
+}
+
+fn ovpn_request(genl: &mut Client, family: u16, msg: &OvpnMsg) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let seq = genl.next_seq();
+    msg.encode(&mut buf, family, REQ, seq, 0);
+    buf
+}
+
+#[test]
+fn family_lookup_and_link_add_get_dump_del() {
+    if !root_or_skip("family_lookup_and_link_add_get_dump_del") {
+        return;
+    }
+    let ns = Netns::new();
+    let daemon = Daemon::start(&ns);
+    let mut genl = daemon.genl();
+    let family = genl.family();
+    assert_eq!(family.name, "ovpn");
+    assert_eq!(family.version, 1);
+    assert!(family.group_id("peers").is_some(), "peers group");
+    assert_eq!(family.ops.len(), 8);
+    assert!(family.ops.iter().all(|op| op.flags & 1 != 0), "admin-perm");
+
+    let mut rtnl = daemon.rtnl();
+    let ifindex = new_link(&mut rtnl, "ovpn-p2p", Mode::P2p);
+    let mp = new_link(&mut rtnl, "ovpn-mp", Mode::Mp);
+    let shown = ns.ip(&["link", "show", "ovpn-p2p"]);
+    assert!(shown.contains("mtu 1416"), "ip link: {shown}");
+    assert!(
+        shown.contains("NO-CARRIER") || !shown.contains("LOWER_UP"),
+        "P2P carrier off: {shown}"
+    );
+
+    let link = get_link(&mut rtnl, "ovpn-p2p").expect("link");
+    assert_eq!(link.kind.as_deref(), Some("ovpn"));
+    assert_eq!(link.mode, Some(Mode::P2p));
+    assert_eq!(link.mtu, Some(1416));
+    assert_eq!(
+        get_link(&mut rtnl, "ovpn-mp").and_then(|l| l.mode),
+        Some(Mode::Mp)
+    );
+
+    // Create again with EXCL: EEXIST.
+    let mut buf = Vec::new();
+    let seq = rtnl.next_seq();
+    LinkMsg::new_ovpn("ovpn-p2p", Mode::P2p).encode(
+        &mut buf,
+        RTM_NEWLINK,
+        REQ | NLM_F_CREATE | NLM_F_EXCL,
+        seq,
+        0,
+    );
+    let answer = rtnl.request(&buf, &[]);
+    assert_eq!(answer.report.expect("answer").errno, EEXIST);
+
+    // Dump: both devices, nothing else (not lo).
+    let mut buf = Vec::new();
+    let seq = rtnl.next_seq();
+    LinkMsg::default().encode(&mut buf, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0);
+    let answer = rtnl.request(&buf, &[]);
+    assert!(answer.report.expect("done").is_ok());
+    let mut indexes: Vec<i32> = answer
+        .replies
+        .iter()
+        .map(|r| {
+            LinkMsg::decode(&NlMsg::parse(r).unwrap())
+                .unwrap()
+                .info
+                .index
+        })
+        .collect();
+    indexes.sort_unstable();
+    let mut expected = vec![ifindex as i32, mp as i32];
+    expected.sort_unstable();
+    assert_eq!(indexes, expected);
+
+    // Delete one; it leaves `ip link`.
+    let mut buf = Vec::new();
+    let seq = rtnl.next_seq();
+    LinkMsg::by_index(ifindex as i32).encode(&mut buf, RTM_DELLINK, REQ, seq, 0);
+    rtnl.ok(&buf, &[]);
+    assert!(!ns.exec_ok(&["ip", "link", "show", "ovpn-p2p"]));
+    let answer = rtnl.request(&buf, &[]);
+    assert_eq!(answer.report.expect("answer").errno, ENODEV);
+
+    // Deleted from outside: the daemon notices and forgets it.
+    ns.ip(&["link", "del", "ovpn-mp"]);
+    assert!(wait_until(Duration::from_secs(5), || get_link(
+        &mut rtnl, "ovpn-mp"
+    )
+    .is_none()));
+}
+
+#[test]
+fn errors_carry_the_kernel_extack() {
+    if !root_or_skip("errors_carry_the_kernel_extack") {
+        return;
+    }
+    let ns = Netns::new();
+    let daemon = Daemon::start(&ns);
+    let mut genl = daemon.genl();
+    let family = genl.family().id;
+    genl.sockopt(SO_EXT_ACK, 1);
+
+    // No such interface.
+    let req = ovpn_request(&mut genl, family, &OvpnMsg::peer_get(999, 1));
+    let report = genl.request(&req, &[]).report.expect("answer");
+    assert_eq!(report.errno, ENODEV);
+    assert_eq!(
+        report.ext.message.as_deref(),
+        Some("ovpn: ifindex does not match any interface")
+    );
+
+    // Not an ovpn interface (lo): EINVAL pointing at the ifindex.
+    let req = ovpn_request(&mut genl, family, &OvpnMsg::peer_get(1, 1));
+    let report = genl.request(&req, &[]).report.expect("answer");
+    assert_eq!(report.errno, EINVAL);
+    assert_eq!(report.ext.bad_attr, Some(20));
+
+    let mut rtnl = daemon.rtnl();
+    let ifindex = new_link(&mut rtnl, "ovpn-err", Mode::P2p);
+
+    // PEER_NEW without socket: missing attribute 6 in the peer nest.
+    let req = ovpn_request(
+        &mut genl,
+        family,
+        &OvpnMsg::peer_new(ifindex, Peer::with_id(1)),
+    );
+    let report = genl.request(&req, &[]).report.expect("answer");
+    assert_eq!(report.errno, EINVAL);
+    assert_eq!(report.ext.miss_type, Some(6));
+    // The peer nest follows the headers (20 bytes) and ifindex (8 bytes).
+    assert_eq!(report.ext.miss_nest, Some(28));
+
+    // Unknown peer.
+    let req = ovpn_request(&mut genl, family, &OvpnMsg::peer_del(ifindex, 7));
+    let report = genl.request(&req, &[]).report.expect("answer");
+    assert_eq!(report.errno, ENOENT);
+    assert_eq!(
+        report.ext.message.as_deref(),
+        Some("ovpn: cannot find peer with id 7")
+    );
+
+    // A socket number that is no socket: ENOTSOCK.
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let peer = Peer {
+        socket: Some(file.as_raw_fd() as u32),
+        remote_ipv4: Some(Ipv4Addr::new(198, 18, 0, 2)),
+        remote_port: Some(1194),
+        ..Peer::with_id(1)
+    };
+    let req = ovpn_request(&mut genl, family, &OvpnMsg::peer_new(ifindex, peer));
+    let report = genl.request(&req, &[file.as_fd()]).report.expect("answer");
+    assert_eq!(report.errno, 88);
+    assert!(
+        report
+            .ext
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("ovpn: cannot lookup peer socket")),
+        "{report}"
+    );
+}
+
+/// Symmetric test keys: side A encrypts with `a`, side B with `b`.
+fn key(peer_id: u32, a_side: bool) -> KeyConf {
+    let (a, b) = ([0x11; 32], [0x22; 32]);
+    let (enc, dec) = if a_side { (a, b) } else { (b, a) };
+    let (ta, tb) = ([1u8; 8], [2u8; 8]);
+    let (tenc, tdec) = if a_side { (ta, tb) } else { (tb, ta) };
+    KeyConf {
+        peer_id: Some(peer_id),
+        slot: Some(KeySlot::Primary),
+        key_id: Some(0),
+        cipher_alg: Some(CipherAlg::AesGcm),
+        encrypt_dir: Some(KeyDir::new(&enc, &tenc)),
+        decrypt_dir: Some(KeyDir::new(&dec, &tdec)),
+        unknown: Vec::new(),
+    }
+}
+
+struct Side {
+    ns: Netns,
+    daemon: Daemon,
+    genl: Client,
+    family: u16,
+    ifindex: u32,
+    socket: UdpSocket,
+}
+
+fn side(ns: Netns, local: &str, remote: Ipv4Addr, peer_id: u32, a_side: bool, vpn: &str) -> Side {
+    let daemon = Daemon::start(&ns);
+    let mut rtnl = daemon.rtnl();
+    let ifindex = new_link(&mut rtnl, "ovpn0", Mode::P2p);
+    let mut genl = daemon.genl();
+    let family = genl.family().id;
+    let socket = ns.enter(|| UdpSocket::bind(local).expect("bind"));
+    let peer = Peer {
+        socket: Some(socket.as_raw_fd() as u32),
+        remote_ipv4: Some(remote),
+        remote_port: Some(1194),
+        ..Peer::with_id(peer_id)
+    };
+    let req = ovpn_request(&mut genl, family, &OvpnMsg::peer_new(ifindex, peer));
+    genl.ok(&req, &[socket.as_fd()]);
+    let req = ovpn_request(
+        &mut genl,
+        family,
+        &OvpnMsg::key_new(ifindex, key(peer_id, a_side)),
+    );
+    genl.ok(&req, &[]);
+    ns.ip(&["addr", "add", vpn, "dev", "ovpn0"]);
+    ns.ip(&["link", "set", "ovpn0", "up"]);
+    Side {
+        ns,
+        daemon,
+        genl,
+        family,
+        ifindex,
+        socket,
+    }
+}
+
+fn veth_pair(a: &Netns, b: &Netns) {
+    let name_a = common::unique("va");
+    let name_b = common::unique("vb");
+    common::run(
+        "ip",
+        &[
+            "link", "add", &name_a, "netns", &a.name, "type", "veth", "peer", "name", &name_b,
+            "netns", &b.name,
+        ],
+    );
+    a.ip(&["addr", "add", "198.18.0.1/24", "dev", &name_a]);
+    b.ip(&["addr", "add", "198.18.0.2/24", "dev", &name_b]);
+    a.ip(&["link", "set", &name_a, "up"]);
+    b.ip(&["link", "set", &name_b, "up"]);
+}
+
+#[test]
+fn udp_tunnel_ping_dump_notifications_control_packets_and_sigterm() {
+    if !root_or_skip("udp_tunnel_ping_dump_notifications_control_packets_and_sigterm") {
+        return;
+    }
+    let (ns_a, ns_b) = (Netns::new(), Netns::new());
+    veth_pair(&ns_a, &ns_b);
+    let mut a = side(
+        ns_a,
+        "198.18.0.1:1194",
+        Ipv4Addr::new(198, 18, 0, 2),
+        1,
+        true,
+        "198.19.0.1/24",
+    );
+    let mut b = side(
+        ns_b,
+        "198.18.0.2:1194",
+        Ipv4Addr::new(198, 18, 0, 1),
+        1,
+        false,
+        "198.19.0.2/24",
+    );
+
+    // P2P carrier is on now that the device has a peer.
+    let shown = a.ns.ip(&["link", "show", "ovpn0"]);
+    assert!(shown.contains("LOWER_UP"), "carrier on: {shown}");
+
+    // Ping through the tunnel.
+    let pinged = wait_until(Duration::from_secs(10), || {
+        a.ns.exec_ok(&["ping", "-c", "1", "-W", "1", "198.19.0.2"])
+    });
+    assert!(
+        pinged,
+        "ping through the tunnel; log A:\n{}",
+        a.daemon.log_text()
+    );
+    assert!(a.ns.exec_ok(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.19.0.2"]));
+
+    // The dump shows the peer with counters that moved.
+    let mut buf = Vec::new();
+    let seq = b.genl.next_seq();
+    OvpnMsg::peer_get_dump(b.ifindex).encode(
+        &mut buf,
+        b.family,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+        0,
+    );
+    let answer = b.genl.request(&buf, &[]);
+    assert!(answer.report.expect("done").is_ok());
+    assert_eq!(answer.replies.len(), 1);
+    let peer = OvpnMsg::decode(&NlMsg::parse(&answer.replies[0]).unwrap())
+        .unwrap()
+        .peer
+        .unwrap();
+    assert_eq!(peer.id, Some(1));
+    assert_eq!(peer.remote_ipv4, Some(Ipv4Addr::new(198, 18, 0, 1)));
+    assert_eq!(
+        peer.local_ipv4,
+        Some(Ipv4Addr::new(198, 18, 0, 2)),
+        "learned local"
+    );
+    assert_eq!(peer.local_port, Some(1194));
+    assert!(
+        peer.stats.vpn_rx_packets.unwrap_or(0) >= 3,
+        "{:?}",
+        peer.stats
+    );
+    assert!(
+        peer.stats.link_tx_packets.unwrap_or(0) >= 3,
+        "{:?}",
+        peer.stats
+    );
+
+    // KEY_GET: key id and cipher, no key material.
+    let req = ovpn_request(
+        &mut b.genl,
+        b.family,
+        &OvpnMsg::key_get(b.ifindex, 1, KeySlot::Primary),
+    );
+    let replies = b.genl.ok(&req, &[]);
+    let kc = OvpnMsg::decode(&NlMsg::parse(&replies[0]).unwrap())
+        .unwrap()
+        .keyconf
+        .unwrap();
+    assert_eq!(kc.cipher_alg, Some(CipherAlg::AesGcm));
+    assert_eq!(kc.key_id, Some(0));
+    assert!(kc.encrypt_dir.is_none());
+
+    // A control packet from A's side comes back to B's control connection.
+    b.genl.sockopt(OVPND_SO_CONTROL_PACKETS, 1);
+    let sender = a.ns.enter(|| UdpSocket::bind("198.18.0.1:0").unwrap());
+    let hard_reset = [0x38, 1, 2, 3, 4, 5, 6, 7, 8];
+    sender.send_to(&hard_reset, "198.18.0.2:1194").unwrap();
+    let cp = (0..10)
+        .filter_map(|_| b.genl.recv_datagram(Duration::from_secs(1)))
+        .flat_map(|d| {
+            Messages::new(&d)
+                .flatten()
+                .filter(|m| m.header.ty == OVPND_MSG_CONTROL_PACKET)
+                .map(|m| ControlPacket::parse(&m).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .next()
+        .expect("a control packet handed back");
+    assert_eq!(cp.payload, hard_reset);
+    assert_eq!(cp.socket, b.socket.as_raw_fd() as u32);
+    assert_eq!(cp.ifindex, Some(b.ifindex));
+    assert_eq!(cp.remote, Some(sender.local_addr().unwrap()));
+
+    // A subscriber sees PEER_DEL_NTF with reason userspace.
+    let mut watcher = b.daemon.genl();
+    let group = watcher.family().group_id("peers").unwrap();
+    watcher.sockopt(SO_ADD_MEMBERSHIP, group);
+    let req = ovpn_request(&mut b.genl, b.family, &OvpnMsg::peer_del(b.ifindex, 1));
+    b.genl.ok(&req, &[]);
+    let ntf = next_ovpn_ntf(&watcher).expect("PEER_DEL_NTF");
+    assert_eq!(ntf.cmd, Cmd::PeerDelNtf);
+    assert_eq!(ntf.ifindex, Some(b.ifindex));
+    let p = ntf.peer.unwrap();
+    assert_eq!(
+        (p.id, p.del_reason),
+        (Some(1), Some(DelPeerReason::Userspace))
+    );
+    let shown = b.ns.ip(&["link", "show", "ovpn0"]);
+    assert!(!shown.contains("LOWER_UP"), "carrier off again: {shown}");
+
+    // SIGTERM on A: subscribers get the teardown notification first, then
+    // the device, the sockets and the run directory go away.
+    let mut watcher_a = a.daemon.genl();
+    let group = watcher_a.family().group_id("peers").unwrap();
+    watcher_a.sockopt(SO_ADD_MEMBERSHIP, group);
+    let run_dir = a.daemon.dir.clone();
+    assert!(a.daemon.terminate(), "clean exit");
+    let ntf = next_ovpn_ntf(&watcher_a).expect("teardown PEER_DEL_NTF");
+    assert_eq!(
+        ntf.peer.and_then(|p| p.del_reason),
+        Some(DelPeerReason::Teardown)
+    );
+    assert!(!run_dir.exists(), "run dir removed");
+    assert!(
+        !a.ns.exec_ok(&["ip", "link", "show", "ovpn0"]),
+        "device removed"
+    );
+    drop(b);
+}
+
+fn next_ovpn_ntf(client: &Client) -> Option<OvpnMsg> {
+    for _ in 0..10 {
+        let datagram = client.recv_datagram(Duration::from_secs(1))?;
+        for m in Messages::new(&datagram).flatten() {
+            if m.header.seq == 0 && m.header.ty >= 16 {
+                return OvpnMsg::decode(&m).ok();
+            }
+        }
+    }
+    None
+}
