@@ -452,3 +452,129 @@ fn next_ovpn_ntf(client: &Client) -> Option<OvpnMsg> {
     }
     None
 }
+
+/// One end of a TCP tunnel: a P2P device whose peer owns `stream`.
+fn tcp_side(ns: Netns, stream: std::net::TcpStream, a_side: bool, vpn: &str) -> (Side2, Netns) {
+    let daemon = Daemon::start(&ns);
+    let mut rtnl = daemon.rtnl();
+    let ifindex = new_link(&mut rtnl, "ovpn0", Mode::P2p);
+    let mut genl = daemon.genl();
+    let family = genl.family().id;
+    let peer = Peer {
+        socket: Some(stream.as_raw_fd() as u32),
+        ..Peer::with_id(7)
+    };
+    let req = ovpn_request(&mut genl, family, &OvpnMsg::peer_new(ifindex, peer));
+    genl.ok(&req, &[stream.as_fd()]);
+    let req = ovpn_request(
+        &mut genl,
+        family,
+        &OvpnMsg::key_new(ifindex, key(7, a_side)),
+    );
+    genl.ok(&req, &[]);
+    ns.ip(&["addr", "add", vpn, "dev", "ovpn0"]);
+    ns.ip(&["link", "set", "ovpn0", "up"]);
+    (
+        Side2 {
+            daemon,
+            genl,
+            family,
+            ifindex,
+            stream: Some(stream),
+        },
+        ns,
+    )
+}
+
+struct Side2 {
+    daemon: Daemon,
+    genl: Client,
+    family: u16,
+    ifindex: u32,
+    stream: Option<std::net::TcpStream>,
+}
+
+#[test]
+fn tcp_tunnel_ping_control_send_and_close_detection() {
+    if !root_or_skip("tcp_tunnel_ping_control_send_and_close_detection") {
+        return;
+    }
+    let (ns_a, ns_b) = (Netns::new(), Netns::new());
+    veth_pair(&ns_a, &ns_b);
+    let listener = ns_a.enter(|| std::net::TcpListener::bind("198.18.0.1:1195").unwrap());
+    let client = ns_b.enter(|| std::net::TcpStream::connect("198.18.0.1:1195").unwrap());
+    let (server, _) = listener.accept().unwrap();
+
+    let (mut a, ns_a) = tcp_side(ns_a, server, true, "198.19.1.1/24");
+    let (mut b, ns_b) = tcp_side(ns_b, client, false, "198.19.1.2/24");
+
+    let pinged = wait_until(Duration::from_secs(10), || {
+        ns_a.exec_ok(&["ping", "-c", "1", "-W", "1", "198.19.1.2"])
+    });
+    assert!(pinged, "ping over TCP; log A:\n{}", a.daemon.log_text());
+    assert!(ns_b.exec_ok(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.19.1.1"]));
+
+    // A TCP peer reports no endpoint, only its local port.
+    let req = ovpn_request(&mut a.genl, a.family, &OvpnMsg::peer_get(a.ifindex, 7));
+    let replies = a.genl.ok(&req, &[]);
+    let peer = OvpnMsg::decode(&NlMsg::parse(&replies[0]).unwrap())
+        .unwrap()
+        .peer
+        .unwrap();
+    assert_eq!(peer.remote_ipv4, None);
+    assert_eq!(peer.local_port, Some(1195));
+    assert!(peer.stats.vpn_rx_packets.unwrap_or(0) >= 3);
+
+    // B's control plane sends a framed control packet through its daemon;
+    // A's control plane gets it back, prefix included.
+    a.genl.sockopt(OVPND_SO_CONTROL_PACKETS, 1);
+    let frame = vec![0, 4, 0x38, 9, 8, 7];
+    let mut buf = Vec::new();
+    let seq = b.genl.next_seq();
+    ovpn_netlink::ovpnd::ControlSend {
+        socket: b.stream.as_ref().unwrap().as_raw_fd() as u32,
+        frame: frame.clone(),
+    }
+    .encode(&mut buf, seq);
+    b.genl.ok(&buf, &[]);
+    let cp = (0..10)
+        .filter_map(|_| a.genl.recv_datagram(Duration::from_secs(1)))
+        .flat_map(|d| {
+            Messages::new(&d)
+                .flatten()
+                .filter(|m| m.header.ty == OVPND_MSG_CONTROL_PACKET)
+                .map(|m| ControlPacket::parse(&m).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .next()
+        .expect("control frame handed back");
+    assert_eq!(cp.payload, frame);
+
+    // A's control plane closes its descriptor: the peer goes with reason
+    // transport-disconnect.
+    let mut watcher = a.daemon.genl();
+    let group = watcher.family().group_id("peers").unwrap();
+    watcher.sockopt(SO_ADD_MEMBERSHIP, group);
+    drop(a.stream.take());
+    let ntf = next_ovpn_ntf_within(&watcher, 5).expect("PEER_DEL_NTF after close");
+    let p = ntf.peer.unwrap();
+    assert_eq!(
+        (p.id, p.del_reason),
+        (Some(7), Some(DelPeerReason::TransportDisconnect))
+    );
+    drop(b);
+}
+
+fn next_ovpn_ntf_within(client: &Client, seconds: usize) -> Option<OvpnMsg> {
+    for _ in 0..seconds {
+        let Some(datagram) = client.recv_datagram(Duration::from_secs(1)) else {
+            continue;
+        };
+        for m in Messages::new(&datagram).flatten() {
+            if m.header.seq == 0 && m.header.ty >= 16 {
+                return OvpnMsg::decode(&m).ok();
+            }
+        }
+    }
+    None
+}
