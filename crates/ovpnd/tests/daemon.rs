@@ -578,3 +578,160 @@ fn next_ovpn_ntf_within(client: &Client, seconds: usize) -> Option<OvpnMsg> {
     }
     None
 }
+
+#[test]
+fn mp_server_on_dual_stack_socket_routes_a_lan_through_its_client() {
+    if !root_or_skip("mp_server_on_dual_stack_socket_routes_a_lan_through_its_client") {
+        return;
+    }
+    let (ns_s, ns_c) = (Netns::new(), Netns::new());
+    veth_pair(&ns_s, &ns_c);
+
+    // Server: MP device, one dual-stack IPv6 socket serving an IPv4 client.
+    let server = Daemon::start(&ns_s);
+    let mut rtnl = server.rtnl();
+    let s_if = new_link(&mut rtnl, "ovpn0", Mode::Mp);
+    let mut s_genl = server.genl();
+    let s_family = s_genl.family().id;
+    let s_sock = ns_s.enter(|| UdpSocket::bind("[::]:1194").unwrap());
+    let peer = Peer {
+        socket: Some(s_sock.as_raw_fd() as u32),
+        remote_ipv4: Some(Ipv4Addr::new(198, 18, 0, 2)),
+        remote_port: Some(1194),
+        vpn_ipv4: Some(Ipv4Addr::new(198, 19, 2, 2)),
+        ..Peer::with_id(3)
+    };
+    let req = ovpn_request(&mut s_genl, s_family, &OvpnMsg::peer_new(s_if, peer));
+    s_genl.ok(&req, &[s_sock.as_fd()]);
+    let req = ovpn_request(&mut s_genl, s_family, &OvpnMsg::key_new(s_if, key(3, true)));
+    s_genl.ok(&req, &[]);
+    ns_s.ip(&["addr", "add", "198.19.2.1/24", "dev", "ovpn0"]);
+    ns_s.ip(&["link", "set", "ovpn0", "up"]);
+    // The LAN behind the client, routed via its VPN address.
+    ns_s.ip(&[
+        "route",
+        "add",
+        "198.19.100.0/24",
+        "via",
+        "198.19.2.2",
+        "dev",
+        "ovpn0",
+    ]);
+
+    // Client: P2P device, the LAN address on its loopback.
+    let c = side(
+        ns_c,
+        "198.18.0.2:1194",
+        Ipv4Addr::new(198, 18, 0, 1),
+        3,
+        false,
+        "198.19.2.2/24",
+    );
+    c.ns.ip(&["addr", "add", "198.19.100.1/32", "dev", "lo"]);
+
+    // MP: ICMP redirects are off on the device.
+    let redirects = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns_s.name, "cat"])
+        .arg("/proc/sys/net/ipv4/conf/ovpn0/send_redirects")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&redirects.stdout).trim(), "0");
+
+    // Direct VPN address, then the LAN behind the client (needs the route
+    // mirror for the next hop and for the reverse-path check).
+    assert!(
+        wait_until(Duration::from_secs(10), || ns_s.exec_ok(&[
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "198.19.2.2"
+        ])),
+        "ping the client; server log:\n{}",
+        server.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || ns_s.exec_ok(&[
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "198.19.100.1"
+        ])),
+        "ping the LAN behind the client; server log:\n{}",
+        server.log_text()
+    );
+
+    // Without the route, the LAN is unreachable again (no peer owns it).
+    ns_s.ip(&["route", "del", "198.19.100.0/24"]);
+    ns_s.ip(&["route", "add", "198.19.100.0/24", "dev", "ovpn0"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!ns_s.exec_ok(&["ping", "-c", "1", "-W", "1", "198.19.100.1"]));
+
+    // The server's view of the peer: IPv4 remote on the IPv6 socket.
+    let req = ovpn_request(&mut s_genl, s_family, &OvpnMsg::peer_get(s_if, 3));
+    let replies = s_genl.ok(&req, &[]);
+    let p = OvpnMsg::decode(&NlMsg::parse(&replies[0]).unwrap())
+        .unwrap()
+        .peer
+        .unwrap();
+    assert_eq!(p.remote_ipv4, Some(Ipv4Addr::new(198, 18, 0, 2)));
+    assert_eq!(p.vpn_ipv4, Some(Ipv4Addr::new(198, 19, 2, 2)));
+    drop(c);
+}
+
+#[test]
+fn keepalive_timeout_expires_a_silent_peer() {
+    if !root_or_skip("keepalive_timeout_expires_a_silent_peer") {
+        return;
+    }
+    let ns = Netns::new();
+    ns.ip(&["addr", "add", "198.18.5.1/24", "dev", "lo"]);
+    let daemon = Daemon::start(&ns);
+    let mut rtnl = daemon.rtnl();
+    let ifindex = new_link(&mut rtnl, "ovpn0", Mode::P2p);
+    let mut genl = daemon.genl();
+    let family = genl.family().id;
+    let mut watcher = daemon.genl();
+    let group = watcher.family().group_id("peers").unwrap();
+    watcher.sockopt(SO_ADD_MEMBERSHIP, group);
+
+    let socket = ns.enter(|| UdpSocket::bind("198.18.5.1:1194").unwrap());
+    // The remote end: a socket that receives the keepalives and never answers.
+    let silent = ns.enter(|| UdpSocket::bind("198.18.5.1:1195").unwrap());
+    let peer = Peer {
+        socket: Some(socket.as_raw_fd() as u32),
+        remote_ipv4: Some(Ipv4Addr::new(198, 18, 5, 1)),
+        remote_port: Some(1195),
+        ..Peer::with_id(9)
+    };
+    let req = ovpn_request(&mut genl, family, &OvpnMsg::peer_new(ifindex, peer));
+    genl.ok(&req, &[socket.as_fd()]);
+    let req = ovpn_request(&mut genl, family, &OvpnMsg::key_new(ifindex, key(9, true)));
+    genl.ok(&req, &[]);
+    let set = Peer {
+        keepalive_interval: Some(1),
+        keepalive_timeout: Some(3),
+        ..Peer::with_id(9)
+    };
+    let req = ovpn_request(&mut genl, family, &OvpnMsg::peer_set(ifindex, set));
+    genl.ok(&req, &[]);
+
+    // Keepalives arrive: 40-byte DATA_V2 packets for peer 9.
+    silent
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = [0u8; 128];
+    let (len, _) = silent.recv_from(&mut buf).expect("a keepalive");
+    assert_eq!(len, 40);
+    assert_eq!(&buf[..4], &[0x48, 0, 0, 9]);
+
+    let ntf = next_ovpn_ntf_within(&watcher, 6).expect("PEER_DEL_NTF expired");
+    let p = ntf.peer.unwrap();
+    assert_eq!(
+        (p.id, p.del_reason),
+        (Some(9), Some(DelPeerReason::Expired))
+    );
+}
