@@ -5,6 +5,7 @@ virtio NIC to. Host processes run in the namespace reach the VM over it."""
 from __future__ import annotations
 
 import os
+import re
 
 from . import common
 from .common import HarnessError, log, run
@@ -20,6 +21,7 @@ class TapNamespace:
         self.created = False
 
     def __enter__(self) -> TapNamespace:
+        remove_orphans()
         ns = self.name
         run(["ip", "netns", "add", ns])
         self.created = True
@@ -66,3 +68,16 @@ class TapNamespace:
         if proc.returncode != 0:
             log(f"WARNING: could not delete namespace {self.name}: {proc.stderr.strip()}")
         self.created = False
+
+
+def remove_orphans() -> None:
+    """Deletes namespaces left by a harness that was killed outright
+    (SIGKILL leaves no chance to clean up): `ovpnvm-<pid>` whose pid is gone.
+    A VM still running in one keeps it alive until it powers itself off."""
+    proc = run(["ip", "netns", "list"], check=False, timeout=30)
+    for line in (proc.stdout or "").splitlines():
+        name = line.split()[0] if line.split() else ""
+        match = re.fullmatch(r"ovpnvm-(\d+)", name)
+        if match and not os.path.exists(f"/proc/{match.group(1)}"):
+            log(f"removing namespace {name} left by a killed harness")
+            run(["ip", "netns", "del", name], check=False, timeout=30)
