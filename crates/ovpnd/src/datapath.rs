@@ -10,6 +10,13 @@
 //!   queued frames when the stream has room, resuming partial writes.
 //!
 //! Nothing here logs above `debug`; every drop is a counter of the device.
+//!
+//! TODO: no offloads yet: the TUN interface has no virtio-net header
+//! (TSO/USO) and UDP sockets use neither GSO nor GRO, although `ovpn-sys`
+//! offers all of them; using them needs the batch to carry segment sizes and
+//! the `--no-gso`/`--no-gro`/`--no-tso` switches DESIGN.md asks for.
+//! TODO: `send_all` allocates two small vectors per TUN batch; keep them in
+//! the worker and clear them instead.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

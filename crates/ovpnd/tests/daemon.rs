@@ -266,6 +266,12 @@ fn side(ns: Netns, local: &str, remote: Ipv4Addr, peer_id: u32, a_side: bool, vp
     );
     genl.ok(&req, &[]);
     ns.ip(&["addr", "add", vpn, "dev", "ovpn0"]);
+    let vpn6 = if a_side {
+        "2001:db8:1::1/64"
+    } else {
+        "2001:db8:1::2/64"
+    };
+    ns.ip(&["addr", "add", vpn6, "dev", "ovpn0", "nodad"]);
     ns.ip(&["link", "set", "ovpn0", "up"]);
     Side {
         ns,
@@ -331,6 +337,21 @@ fn udp_tunnel_ping_dump_notifications_control_packets_and_sigterm() {
         a.daemon.log_text()
     );
     assert!(a.ns.exec_ok(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.19.0.2"]));
+    // IPv6 inside the tunnel too.
+    assert!(
+        b.ns.exec_ok(&[
+            "ping",
+            "-6",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "2001:db8:1::1"
+        ]),
+        "IPv6 ping through the tunnel"
+    );
 
     // The dump shows the peer with counters that moved.
     let mut buf = Vec::new();
