@@ -476,7 +476,8 @@ fn next_ovpn_ntf(client: &Client) -> Option<OvpnMsg> {
 
 /// One end of a TCP tunnel: a P2P device whose peer owns `stream`.
 fn tcp_side(ns: Netns, stream: std::net::TcpStream, a_side: bool, vpn: &str) -> (Side2, Netns) {
-    let daemon = Daemon::start(&ns);
+    // Two TUN queues and workers, to run the multi-queue path too.
+    let daemon = Daemon::start_with(&ns, &["--threads", "2"]);
     let mut rtnl = daemon.rtnl();
     let ifindex = new_link(&mut rtnl, "ovpn0", Mode::P2p);
     let mut genl = daemon.genl();

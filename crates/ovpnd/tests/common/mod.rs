@@ -125,6 +125,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(ns: &Netns) -> Self {
+        Self::start_with(ns, &[])
+    }
+
+    /// Starts the daemon with extra command-line arguments.
+    pub fn start_with(ns: &Netns, args: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(unique("ovpnd-run"));
         let log = std::env::temp_dir().join(format!("{}.log", unique("ovpnd-log")));
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -134,6 +139,7 @@ impl Daemon {
             .arg("--run-dir")
             .arg(&dir)
             .args(["--log-level", "debug"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
