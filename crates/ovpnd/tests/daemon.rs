@@ -757,3 +757,57 @@ fn keepalive_timeout_expires_a_silent_peer() {
         (Some(9), Some(DelPeerReason::Expired))
     );
 }
+
+/// Run by `requests_without_cap_net_admin_get_eperm` in a process without
+/// `CAP_NET_ADMIN` (never on its own): every `ovpn` request and every link
+/// change answers EPERM, the family lookup still works.
+#[test]
+#[ignore = "helper run by requests_without_cap_net_admin_get_eperm"]
+fn eperm_client_helper() {
+    let Ok(dir) = std::env::var("OVPND_TEST_DIR") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let mut genl = Client::connect(&dir.join("genl.sock"));
+    let family = genl.family().id;
+    let req = ovpn_request(&mut genl, family, &OvpnMsg::peer_get(1, 1));
+    assert_eq!(genl.request(&req, &[]).report.expect("answer").errno, 1);
+
+    let mut rtnl = Client::connect(&dir.join("rtnl.sock"));
+    let mut buf = Vec::new();
+    let seq = rtnl.next_seq();
+    LinkMsg::new_ovpn("ovpn-denied", Mode::P2p).encode(
+        &mut buf,
+        RTM_NEWLINK,
+        REQ | NLM_F_CREATE | NLM_F_EXCL,
+        seq,
+        0,
+    );
+    assert_eq!(rtnl.request(&buf, &[]).report.expect("answer").errno, 1);
+}
+
+#[test]
+fn requests_without_cap_net_admin_get_eperm() {
+    if !root_or_skip("requests_without_cap_net_admin_get_eperm") {
+        return;
+    }
+    let ns = Netns::new();
+    let daemon = Daemon::start(&ns);
+    let me = std::env::current_exe().unwrap();
+    let command = format!(
+        "exec {} --exact eperm_client_helper --ignored --test-threads 1",
+        me.display()
+    );
+    let out = std::process::Command::new("capsh")
+        .args(["--drop=cap_net_admin", "--", "-c", &command])
+        .env("OVPND_TEST_DIR", &daemon.dir)
+        .output()
+        .expect("capsh (package libcap2-bin)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "helper failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!ns.exec_ok(&["ip", "link", "show", "ovpn-denied"]));
+}
