@@ -81,7 +81,9 @@ fn sender(thread: u8, local: &KeySlots, remote: &KeySlots, stop: &AtomicBool, ou
 }
 
 /// Rotates keys on both sides the way a control plane does, with deletes.
-fn control(local: &KeySlots, remote: &KeySlots, generations: u32) {
+/// Each generation lasts until some packets went through with it (at most
+/// 50 ms, so a starved machine slows the test down but cannot hang it).
+fn control(local: &KeySlots, remote: &KeySlots, generations: u32, delivered: &AtomicU64) {
     for generation in 1..=generations {
         for (side, is_remote) in [(remote, true), (local, false)] {
             side.install(KeySlot::Secondary, key(generation, is_remote))
@@ -101,7 +103,12 @@ fn control(local: &KeySlots, remote: &KeySlots, generations: u32) {
             }
             _ => {}
         }
-        std::thread::sleep(Duration::from_micros(200));
+
+        let before = delivered.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_millis(50);
+        while delivered.load(Ordering::Relaxed) < before + 10 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(100));
+        }
     }
 }
 
@@ -130,7 +137,7 @@ fn seal_and_open_survive_concurrent_key_changes() {
             .install(KeySlot::Primary, key(0, true))
             .expect("install");
         start.wait();
-        control(&local, &remote, 300);
+        control(&local, &remote, 300, &outcomes.delivered);
         stop.store(true, Ordering::Relaxed);
     });
 
