@@ -279,7 +279,7 @@ impl KeySlots {
         buf: &mut [u8],
         payload_len: usize,
     ) -> Result<usize, SealError> {
-        let len = payload_len.saturating_add(HEADER_LEN);
+        let len = DataHeader::buffer_len(payload_len);
         let Some(packet) = buf.get_mut(..len) else {
             return Err(SealError::BufferTooSmall {
                 needed: len,

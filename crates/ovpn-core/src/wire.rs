@@ -321,9 +321,10 @@ impl DataHeader {
         ((u64::from(first) << 32) | u64::from(self.packet_id)).to_be_bytes()
     }
 
-    /// Length of a packet carrying `payload_len` bytes of plaintext.
+    /// Length of a packet carrying `payload_len` bytes of plaintext
+    /// (saturating, so that an absurd length cannot overflow).
     pub fn buffer_len(payload_len: usize) -> usize {
-        HEADER_LEN + payload_len
+        payload_len.saturating_add(HEADER_LEN)
     }
 }
 
