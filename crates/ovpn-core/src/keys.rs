@@ -30,9 +30,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::aead::{AeadBackend, AeadKey, CipherAlg, RING};
 use crate::pktid::TxPacketId;
 use crate::replay::{ReplayError, ReplayWindow};
-use crate::wire::{
-    self, DataHeader, DataPacket, HEADER_LEN, KEY_ID_MAX, NONCE_TAIL_LEN, WireError,
-};
+use crate::wire::{self, DataHeader, DataPacket, KEY_ID_MAX, NONCE_TAIL_LEN, WireError};
 
 /// A logical key slot, as named in netlink (`OVPN_KEY_SLOT_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@ use std::sync::Barrier;
 use std::time::Instant;
 
 use super::*;
-use crate::wire::KEEPALIVE_PAYLOAD;
+use crate::wire::{HEADER_LEN, KEEPALIVE_PAYLOAD};
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
