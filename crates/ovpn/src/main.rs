@@ -5,6 +5,7 @@
 
 mod cli;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -14,7 +15,8 @@ fn main() -> ExitCode {
     match cli::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ovpn: {}: {e}", cli::command_name(&args));
+            // A detached holder's stderr may be a closed pipe: never panic here.
+            let _ = writeln!(std::io::stderr(), "ovpn: {}: {e}", cli::command_name(&args));
             ExitCode::FAILURE
         }
     }

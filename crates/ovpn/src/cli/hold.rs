@@ -10,7 +10,7 @@
 
 use std::env;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -180,12 +180,14 @@ fn is_child() -> bool {
 /// that the peers are added.
 fn detach(ctx: &Ctx, hold: &HoldArgs, ids: &[u32]) -> Result<(), Failure> {
     let exe = env::current_exe().map_err(|e| Failure::new(format!("finding myself: {e}")))?;
+    // The child gets pipes, not our stdout and stderr: a caller that waits
+    // for this command's output to end must not wait for the holder too.
     let mut child = Command::new(exe)
         .args(env::args_os().skip(1))
         .env(CHILD_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .map_err(|e| Failure::new(format!("starting the background process: {e}")))?;
@@ -195,12 +197,21 @@ fn detach(ctx: &Ctx, hold: &HoldArgs, ids: &[u32]) -> Result<(), Failure> {
         let _ = BufReader::new(out).read_line(&mut line);
     }
     if line.trim() != "ready" {
+        let mut errors = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            let _ = err.read_to_string(&mut errors);
+        }
         let status = child
             .wait()
             .map_err(|e| Failure::new(format!("background process: {e}")))?;
-        return Err(Failure::new(format!(
-            "the background process failed ({status})"
-        )));
+        let reason = errors
+            .lines()
+            .last()
+            .and_then(|l| l.splitn(3, ": ").nth(2).map(str::to_owned))
+            .filter(|r| !r.is_empty());
+        return Err(Failure::new(reason.unwrap_or_else(|| {
+            format!("the background process failed ({status})")
+        })));
     }
     let pid = child.id();
     if ctx.json {
