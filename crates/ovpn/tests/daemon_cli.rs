@@ -5,6 +5,9 @@
 //!
 //! Only 198.18.0.0/15 and 2001:db8::/32 addresses are used.
 
+// Helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
