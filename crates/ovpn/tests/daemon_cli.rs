@@ -397,3 +397,42 @@ fn base64_encode(data: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn demo_passes_traffic_and_cleans_up() {
+    let Some(ovpnd) = runnable() else { return };
+    let out = Command::new(OVPN)
+        .arg("demo")
+        .arg("--ovpnd")
+        .arg(&ovpnd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "ping server -> client 198.19.0.2: 3/3 replies",
+        "ping client -> server 2001:db8:1::1: 3/3 replies",
+        "content intact",
+        "vpn rx      4.",
+        "cleaned up",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    let tag = text
+        .split_whitespace()
+        .find(|w| w.starts_with("ovpn-demo-"))
+        .and_then(|w| w.strip_suffix("-srv"))
+        .unwrap()
+        .to_owned();
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&namespaces.stdout).contains(&tag));
+    assert!(!std::env::temp_dir().join(&tag).exists());
+}
