@@ -371,6 +371,49 @@ fn cli_drives_the_daemon() {
     assert_eq!(n["msg"]["peer"]["id"], 2);
     assert_eq!(n["msg"]["peer"]["del-reason"], "userspace");
 
+    // Control packets: the daemon hands non-data packets back to the
+    // holder that asked for them.
+    let mut holder = lab
+        .command(&[
+            "peer",
+            "new",
+            "srv0",
+            "--id",
+            "4",
+            "--udp",
+            "--bind",
+            "198.18.0.1:1197",
+            "--remote",
+            "198.18.0.2:1",
+            "--vpn-ipv4",
+            "198.19.0.9",
+            "--print-control",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = line_reader(holder.stdout.take().unwrap());
+    let first = lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(first.starts_with("peer 4 added to srv0"), "{first}");
+    let ns = PathBuf::from(format!("/run/netns/{}", lab.ns));
+    let from = std::thread::spawn(move || {
+        ovpn_sys::netns::enter(&ns).unwrap();
+        let s = std::net::UdpSocket::bind("198.18.0.1:0").unwrap();
+        // Opcode 7 (hard reset, client v2), key id 0: not a data packet.
+        s.send_to(&[0x38, 1, 2, 3, 4, 5], "198.18.0.1:1197")
+            .unwrap();
+        s.local_addr().unwrap()
+    })
+    .join()
+    .unwrap();
+    let shown = lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(
+        shown,
+        format!("control packet from {from}, 6 bytes: 38 01 02 03 04 05")
+    );
+
     // Deleting a link removes it; a second delete names the missing link.
     lab.ok(&["link", "del", "cli0"]);
     let err = lab.fails(&["link", "del", "cli0"]);
@@ -435,4 +478,19 @@ fn demo_passes_traffic_and_cleans_up() {
     let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&namespaces.stdout).contains(&tag));
     assert!(!std::env::temp_dir().join(&tag).exists());
+}
+
+/// The lines of `out`, read on a thread so that waits can be bounded.
+fn line_reader(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
