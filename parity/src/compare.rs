@@ -382,7 +382,7 @@ fn render(proto: &str, m: &[u8], sent: &[Vec<u8>], ctx: &Ctx) -> String {
             let errno = u32_at(body, 0).map_or(0, |v| v as i32);
             let _ = write!(out, " errno={errno} {}", errno_name(errno));
             let mut tlv_at = 4;
-            let mut request: Option<&Vec<u8>> = None;
+            let mut request: Option<&Vec<u8>> = sent.iter().find(|s| u32_at(s, 8) == Some(h.seq));
             if h.ty == 2 {
                 let echo_len = if h.flags & 0x100 != 0 {
                     16
@@ -402,7 +402,11 @@ fn render(proto: &str, m: &[u8], sent: &[Vec<u8>], ctx: &Ctx) -> String {
             }
             let tlvs = body.get(tlv_at..).unwrap_or_default();
             let start = if genl { 20 } else { 32 };
-            for (ty, p) in attrs(tlvs).unwrap_or_default() {
+            for (raw_ty, p) in attrs(tlvs).unwrap_or_default() {
+                let ty = raw_ty & 0x3fff;
+                if raw_ty & 0x8000 != 0 {
+                    out.push_str(" (N)");
+                }
                 match ty {
                     1 => {
                         let s = String::from_utf8_lossy(p);
@@ -638,6 +642,26 @@ pub(crate) fn compare(kernel: &str, daemon: &str, cases: &[Case]) -> Vec<Outcome
             daemon,
             verdict,
         });
+    }
+    out
+}
+
+/// Every case of one transcript in normal form (for reading).
+pub(crate) fn show(text: &str, cases: &[Case]) -> String {
+    let t = parse(text);
+    let mut ctx = Ctx {
+        family_id: t.family_id,
+        group_id: t.group_id,
+        ..Ctx::default()
+    };
+    let mut out = format!("family {}\n", t.family);
+    for case in cases {
+        if let Some((_, events)) = t.cases.iter().find(|(n, _)| *n == case.name) {
+            let _ = writeln!(out, "== {} : {}", case.name, case.about);
+            for l in normal(events, Some(case), &mut ctx) {
+                let _ = writeln!(out, "{l}");
+            }
+        }
     }
     out
 }

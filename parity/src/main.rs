@@ -5,6 +5,7 @@
 //! parity daemon DIR SCRIPT [--wait-ms N]   run a script against ovpnd's run dir
 //! parity compare KERNEL DAEMON TABLE DETAILS   compare two transcripts
 //! parity list                         the cases with their descriptions
+//! parity show TRANSCRIPT              a transcript in normal form, case by case
 //! ```
 //!
 //! `parity/run` drives the whole thing (VM boot, daemon in a namespace,
@@ -19,7 +20,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: parity script | list | daemon DIR SCRIPT [--wait-ms N] | compare KERNEL DAEMON TABLE DETAILS";
+const USAGE: &str = "usage: parity script | list | show TRANSCRIPT | daemon DIR SCRIPT [--wait-ms N] | compare KERNEL DAEMON TABLE DETAILS";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +30,9 @@ fn main() -> ExitCode {
             print!("{}", cases::script(&cases::all()));
             Ok(())
         }
+        ["show", transcript] => std::fs::read_to_string(transcript)
+            .map_err(|e| format!("{transcript}: {e}"))
+            .map(|text| print!("{}", compare::show(&text, &cases::all()))),
         ["list"] => {
             for c in cases::all() {
                 println!("{:28} {}", c.name, c.about);
