@@ -414,6 +414,61 @@ fn cli_drives_the_daemon() {
         format!("control packet from {from}, 6 bytes: 38 01 02 03 04 05")
     );
 
+    // TCP: a server peer on an accepted connection, a client peer on the
+    // connecting end, each held in the background.
+    let pid_listen = lab.pidfile("tcp-listen.pid");
+    let listener = lab
+        .command(&[
+            "peer",
+            "new",
+            "srv0",
+            "--id",
+            "5",
+            "--tcp-listen",
+            "198.18.0.1:1198",
+            "--vpn-ipv4",
+            "198.19.0.10",
+            "--connect-timeout",
+            "10",
+            "--detach",
+            "--pidfile",
+            pid_listen.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid_connect = lab.pidfile("tcp-connect.pid");
+    lab.ok(&[
+        "peer",
+        "new",
+        "cli0",
+        "--id",
+        "1",
+        "--tcp-connect",
+        "198.18.0.1:1198",
+        "--detach",
+        "--pidfile",
+        pid_connect.to_str().unwrap(),
+    ]);
+    let out = listener.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tcp = lab.json(&["peer", "get", "srv0", "--id", "5"]);
+    assert_eq!(tcp["peer"]["local-port"], 1198);
+    assert!(
+        tcp["peer"].get("remote-ipv4").is_none(),
+        "TCP peers have no bind"
+    );
+    assert_eq!(
+        lab.json(&["peer", "get", "cli0", "--id", "1"])["peer"]["id"],
+        1
+    );
+
     // Deleting a link removes it; a second delete names the missing link.
     lab.ok(&["link", "del", "cli0"]);
     let err = lab.fails(&["link", "del", "cli0"]);
