@@ -214,8 +214,10 @@ pub(crate) struct PeerNewArgs {
 #[derive(Debug, Clone, Args)]
 #[group(required = true, multiple = false)]
 pub(crate) struct TransportArgs {
-    /// Use this inherited socket descriptor (it must stay open elsewhere:
-    /// the command exits after adding the peer).
+    /// Use this inherited socket descriptor; the command exits after adding
+    /// the peer, so the descriptor must stay open elsewhere. With ovpnd the
+    /// peer lives as long as the process that handed the socket over: add
+    /// --detach (or --print-control) to keep this command holding it.
     #[arg(long, value_name = "N")]
     pub(crate) socket_fd: Option<i32>,
     /// Create a UDP socket: IPv6 dual-stack, SO_REUSEADDR and SO_REUSEPORT,

@@ -175,6 +175,8 @@ fn peer(ctx: &Ctx, cmd: &PeerCmd) -> Result<(), Failure> {
                     (Some(_), [one]) => print_json(one),
                     _ => print_json(&Json::Array(all)),
                 }
+            } else if peers.is_empty() {
+                println!("no peers on {ifname}");
             } else {
                 let blocks: Vec<String> =
                     peers.iter().map(|p| output::peer_text(ifname, p)).collect();
