@@ -309,12 +309,18 @@ pub fn put_s32(buf: &mut Vec<u8>, ty: u16, v: i32) {
     put(buf, ty, &v.to_ne_bytes());
 }
 
-/// Appends a big-endian `u16` attribute. Like the kernel's
-/// `nla_put_net16`, the type carries no [`NLA_F_NET_BYTEORDER`] flag: the
-/// ovpn family's policy would reject the flag on a non-nested attribute
-/// only if it were `NLA_F_NESTED`, but the kernel never sets it.
+/// Appends a big-endian `u16` attribute without [`NLA_F_NET_BYTEORDER`],
+/// as libnl's `nla_put_u16(.., htons(..))` and the ovpn selftests' client
+/// send ports. The kernel's policies mask the flag, so it accepts both.
 pub fn put_be16(buf: &mut Vec<u8>, ty: u16, v: u16) {
     put(buf, ty, &v.to_be_bytes());
+}
+
+/// Appends a big-endian `u16` attribute with [`NLA_F_NET_BYTEORDER`] set on
+/// the type, as the kernel's `nla_put_net16` does (the ports of PEER_GET
+/// replies, verified against Linux 6.16 by the parity suite).
+pub fn put_net16(buf: &mut Vec<u8>, ty: u16, v: u16) {
+    put(buf, ty | NLA_F_NET_BYTEORDER, &v.to_be_bytes());
 }
 
 /// Appends a big-endian `u32` attribute.
@@ -413,6 +419,7 @@ mod tests {
         let mut buf = Vec::new();
         put_u32(&mut buf, 1, 0x0a0b_0c0d);
         put_be16(&mut buf, 5, 1194);
+        put_net16(&mut buf, 12, 1194);
         put_str(&mut buf, 2, "ovpn");
         put_uint(&mut buf, 16, 5);
         put_uint(&mut buf, 17, 1 << 32);
@@ -421,6 +428,8 @@ mod tests {
             &[8, 0, 1, 0, 0x0d, 0x0c, 0x0b, 0x0a][..],
             // len 6, type 5, 1194 = 0x04aa big-endian, 2 bytes padding
             &[6, 0, 5, 0, 0x04, 0xaa, 0, 0],
+            // the same with NLA_F_NET_BYTEORDER (0x4000) on type 12
+            &[6, 0, 12, 0x40, 0x04, 0xaa, 0, 0],
             // len 9, type 2, "ovpn\0", 3 bytes padding
             &[9, 0, 2, 0, b'o', b'v', b'p', b'n', 0, 0, 0, 0],
             // uint 5 fits in 4 bytes
@@ -432,13 +441,16 @@ mod tests {
         assert_eq!(buf, expected);
 
         let attrs: Vec<_> = Attrs::new(&buf, 20).map(Result::unwrap).collect();
-        assert_eq!(attrs.len(), 5);
+        assert_eq!(attrs.len(), 6);
         assert_eq!(attrs[0].u32().unwrap(), 0x0a0b_0c0d);
         assert_eq!(attrs[1].be16().unwrap(), 1194);
         assert_eq!(attrs[1].offset(), 28);
-        assert_eq!(attrs[2].string().unwrap(), "ovpn");
-        assert_eq!(attrs[3].uint().unwrap(), 5);
-        assert_eq!(attrs[4].uint().unwrap(), 1 << 32);
+        assert!(!attrs[1].is_net_byteorder());
+        assert_eq!((attrs[2].ty(), attrs[2].be16().unwrap()), (12, 1194));
+        assert!(attrs[2].is_net_byteorder());
+        assert_eq!(attrs[3].string().unwrap(), "ovpn");
+        assert_eq!(attrs[4].uint().unwrap(), 5);
+        assert_eq!(attrs[5].uint().unwrap(), 1 << 32);
     }
 
     #[test]

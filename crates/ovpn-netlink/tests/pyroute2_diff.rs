@@ -180,11 +180,26 @@ fn case_from_bytes(name: &str, bytes: Vec<u8>, logical: Value, expect: Expect) -
     }
 }
 
+/// A message a control plane sends (a request): ports without
+/// NLA_F_NET_BYTEORDER, as libnl clients send them.
 fn ovpn_case(name: &str, msg: OvpnMsg, flags: u16, seq: u32, pid: u32) -> Case {
+    ovpn_case_from(name, "client", msg, (flags, seq, pid))
+}
+
+/// A message the kernel sends (reply or notification): ports carry
+/// NLA_F_NET_BYTEORDER (`nla_put_net16`), as Linux 6.16 was seen to send
+/// them (parity suite, `vm/vectors/parity/kernel.txt`).
+fn kernel_case(name: &str, msg: OvpnMsg, flags: u16, seq: u32, pid: u32) -> Case {
+    ovpn_case_from(name, "kernel", msg, (flags, seq, pid))
+}
+
+fn ovpn_case_from(name: &str, sender: &str, msg: OvpnMsg, header: (u16, u32, u32)) -> Case {
+    let (flags, seq, pid) = header;
     let mut bytes = Vec::new();
     msg.encode(&mut bytes, FAMILY, flags, seq, pid);
     let logical = json!({
         "kind": "ovpn",
+        "sender": sender,
         "cmd": msg.cmd.spec_name().expect("a known command"),
         "attrs": ovpn_json(&msg),
     });
@@ -405,21 +420,21 @@ fn dump_reply_cases() -> Vec<Case> {
         ..Peer::with_id(4)
     };
     vec![
-        ovpn_case(
+        kernel_case(
             "peer-get dump reply ipv4",
             OvpnMsg::peer_get_reply(udp4),
             NLM_F_MULTI,
             7,
             CLIENT_PORT,
         ),
-        ovpn_case(
+        kernel_case(
             "peer-get dump reply ipv6",
             OvpnMsg::peer_get_reply(udp6),
             NLM_F_MULTI,
             7,
             CLIENT_PORT,
         ),
-        ovpn_case(
+        kernel_case(
             "peer-get dump reply tcp",
             OvpnMsg::peer_get_reply(tcp),
             NLM_F_MULTI,
@@ -454,7 +469,7 @@ fn ovpn_reply_cases() -> Vec<Case> {
         stats: counters(u64::from(u32::MAX) + 1),
         ..Peer::with_id(9)
     };
-    let mut cases = vec![ovpn_case(
+    let mut cases = vec![kernel_case(
         "peer-get do reply",
         OvpnMsg::peer_get_reply(do_reply),
         0,
@@ -473,7 +488,7 @@ fn ovpn_reply_cases() -> Vec<Case> {
     .enumerate()
     {
         let id = u32::try_from(i).expect("five reasons") + 1;
-        cases.push(ovpn_case(
+        cases.push(kernel_case(
             &format!("peer-del-ntf {reason}"),
             OvpnMsg::peer_del_ntf(4, id, reason),
             0,
@@ -484,28 +499,28 @@ fn ovpn_reply_cases() -> Vec<Case> {
     let float4: SocketAddr = "198.18.0.77:1200".parse().expect("literal");
     let float6 = SocketAddr::V6(SocketAddrV6::new(v6("2001:db8::77"), 1201, 0, 9));
     cases.extend([
-        ovpn_case(
+        kernel_case(
             "key-get reply",
             OvpnMsg::key_get_reply(7, KeySlot::Secondary, 5, CipherAlg::Chacha20Poly1305),
             0,
             13,
             CLIENT_PORT,
         ),
-        ovpn_case(
+        kernel_case(
             "key-swap-ntf (u16 key-id)",
             OvpnMsg::key_swap_ntf(4, 7, 6),
             0,
             0,
             0,
         ),
-        ovpn_case(
+        kernel_case(
             "peer-float-ntf ipv4",
             OvpnMsg::peer_float_ntf(4, 3, float4),
             0,
             0,
             0,
         ),
-        ovpn_case(
+        kernel_case(
             "peer-float-ntf ipv6",
             OvpnMsg::peer_float_ntf(4, 3, float6),
             0,

@@ -11,7 +11,7 @@ pub mod policy;
 pub use attrs::{CipherAlg, DelPeerReason, KeySlot, Mode};
 pub use key::{KeyConf, KeyDir, Secret};
 pub use msg::{Cmd, OvpnMsg};
-pub use peer::{Peer, PeerStats};
+pub use peer::{Peer, PeerStats, Sender};
 
 #[cfg(test)]
 mod msg_tests;

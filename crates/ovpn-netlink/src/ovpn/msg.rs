@@ -29,7 +29,7 @@
 
 use super::attrs::{DelPeerReason, FAMILY_VERSION, KeySlot, top};
 use super::key::{KeyConf, KeyIdWidth};
-use super::peer::Peer;
+use super::peer::{Peer, Sender};
 use crate::DecodeError;
 use crate::attr::{self, RawAttr};
 use crate::genl::{self, GenlMsg};
@@ -117,6 +117,17 @@ impl Cmd {
             Self::PeerFloatNtf => "peer-float-ntf",
             Self::Unknown(_) => return None,
         })
+    }
+
+    /// Who writes the `peer` nest of a message with this command, as far
+    /// as ports are concerned: PEER_NEW and PEER_SET are the requests that
+    /// carry ports; every other message with ports is the kernel's (PEER_GET
+    /// replies, PEER_FLOAT_NTF). A PEER_GET request holds only an id.
+    pub fn peer_sender(self) -> Sender {
+        match self {
+            Self::PeerNew | Self::PeerSet | Self::Unknown(_) => Sender::Client,
+            _ => Sender::Kernel,
+        }
     }
 
     /// Whether the kernel multicasts this command as a notification.
@@ -301,7 +312,7 @@ impl OvpnMsg {
         }
         if let Some(p) = &self.peer {
             let nest = attr::nest_start(buf, top::PEER);
-            p.encode(buf);
+            p.encode(buf, self.cmd.peer_sender());
             nest.end(buf);
         }
         if let Some(k) = &self.keyconf {

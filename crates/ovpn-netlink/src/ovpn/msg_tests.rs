@@ -156,9 +156,9 @@ fn peer_get_reply_in_kernel_order() {
             &[8, 0, 13, 0, 0, 0, 0, 0],              // keepalive-interval 0
             &[8, 0, 14, 0, 0, 0, 0, 0],              // keepalive-timeout 0
             &[8, 0, 2, 0, 198, 18, 0, 2],            // remote-ipv4
-            &[6, 0, 5, 0, 0x04, 0xaa, 0, 0],         // remote-port 1194
+            &[6, 0, 5, 0x40, 0x04, 0xaa, 0, 0],      // remote-port 1194, NET_BYTEORDER
             &[8, 0, 10, 0, 0, 0, 0, 0],              // local-ipv4 0.0.0.0
-            &[6, 0, 12, 0, 0x04, 0xab, 0, 0],        // local-port 1195
+            &[6, 0, 12, 0x40, 0x04, 0xab, 0, 0],     // local-port 1195, NET_BYTEORDER
             &[8, 0, 16, 0, 1, 0, 0, 0],              // vpn-rx-bytes 1 (4-byte uint)
             &[8, 0, 18, 0, 2, 0, 0, 0],              // vpn-rx-packets 2
             &[12, 0, 17, 0, 0, 0, 0, 0, 1, 0, 0, 0], // vpn-tx-bytes 2^32 (8 bytes)
@@ -235,7 +235,7 @@ fn peer_float_notification() {
             &[28, 0, 2, 0x80],
             &[8, 0, 1, 0, 1, 0, 0, 0],    // id
             &[8, 0, 2, 0, 198, 18, 0, 3], // remote-ipv4
-            &[6, 0, 5, 0, 0, 1, 0, 0],    // remote-port 1
+            &[6, 0, 5, 0x40, 0, 1, 0, 0], // remote-port 1, NET_BYTEORDER (0x4005)
         ],
     );
 }

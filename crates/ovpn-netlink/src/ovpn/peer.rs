@@ -4,13 +4,26 @@
 //! [`Peer::encode`] writes attributes in the order of the kernel's
 //! PEER_GET reply (kernel-behaviour §7.7), which is also the order of
 //! PEER_DEL_NTF (`del-reason` first) and PEER_FLOAT_NTF, so one encoder
-//! serves requests, replies and notifications byte for byte.
+//! serves requests, replies and notifications byte for byte. The one
+//! difference between them is [`Sender`]: the kernel flags the ports it
+//! sends with `NLA_F_NET_BYTEORDER`, clients do not.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::attrs::{DelPeerReason, peer as a};
 use crate::DecodeError;
 use crate::attr::{self, Attrs, RawAttr};
+
+/// Who writes a `peer` nest; it decides only how ports are typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A control plane's request: ports are plain big-endian attributes,
+    /// as libnl clients (OpenVPN, the selftests' `ovpn-cli`) send them.
+    Client,
+    /// The kernel's replies and notifications: ports carry
+    /// `NLA_F_NET_BYTEORDER` (`nla_put_net16`, types 0x4005 and 0x400c).
+    Kernel,
+}
 
 /// A peer as carried in the `peer` nest.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -113,8 +126,13 @@ impl Peer {
         }
     }
 
-    /// Appends the attributes (not the enclosing nest) in kernel order.
-    pub fn encode(&self, buf: &mut Vec<u8>) {
+    /// Appends the attributes (not the enclosing nest) in kernel order,
+    /// ports typed as `sender` types them.
+    pub fn encode(&self, buf: &mut Vec<u8>, sender: Sender) {
+        let put_port = match sender {
+            Sender::Client => attr::put_be16,
+            Sender::Kernel => attr::put_net16,
+        };
         if let Some(r) = self.del_reason {
             attr::put_u32(buf, a::DEL_REASON, r.to_u32());
         }
@@ -142,9 +160,9 @@ impl Peer {
         if let Some(v) = self.keepalive_timeout {
             attr::put_u32(buf, a::KEEPALIVE_TIMEOUT, v);
         }
-        self.encode_endpoints(buf);
+        self.encode_endpoints(buf, put_port);
         if let Some(v) = self.local_port {
-            attr::put_be16(buf, a::LOCAL_PORT, v);
+            put_port(buf, a::LOCAL_PORT, v);
         }
         for (ty, v) in self.stats.in_kernel_order() {
             if let Some(v) = v {
@@ -158,7 +176,7 @@ impl Peer {
 
     /// Remote address, scope, port, local address: the kernel's order for
     /// both families.
-    fn encode_endpoints(&self, buf: &mut Vec<u8>) {
+    fn encode_endpoints(&self, buf: &mut Vec<u8>, put_port: fn(&mut Vec<u8>, u16, u16)) {
         if let Some(v) = self.remote_ipv4 {
             attr::put(buf, a::REMOTE_IPV4, &v.octets());
         }
@@ -169,7 +187,7 @@ impl Peer {
             attr::put_u32(buf, a::REMOTE_IPV6_SCOPE_ID, v);
         }
         if let Some(v) = self.remote_port {
-            attr::put_be16(buf, a::REMOTE_PORT, v);
+            put_port(buf, a::REMOTE_PORT, v);
         }
         if let Some(v) = self.local_ipv4 {
             attr::put(buf, a::LOCAL_IPV4, &v.octets());

@@ -116,6 +116,25 @@ fn udp_peer(b: &mut Vec<u8>) {
 
 // ---------------------------------------------------------------- genl core
 
+/// The kernel masks the type flags before the policy lookup, so a port
+/// sent as `nla_put_net16` sends it (0x4005) is as good as a plain one.
+#[test]
+fn ports_with_net_byteorder_pass() {
+    let b = peer_req(Cmd::PeerNew, |b| {
+        id(b);
+        attr::put_u32(b, pa::SOCKET, 3);
+        v4(b, pa::REMOTE_IPV4);
+        attr::put_net16(b, pa::REMOTE_PORT, 1194);
+        v4(b, pa::LOCAL_IPV4);
+    });
+    run(&b, Mode::P2p, Profile::Linux6_16).unwrap();
+    let args = parse(&b, Profile::Linux6_16)
+        .unwrap()
+        .peer_new(Mode::P2p)
+        .unwrap();
+    assert_eq!(args.peer.remote_port, Some(1194));
+}
+
 #[test]
 fn valid_requests_pass() {
     run(

@@ -11,7 +11,9 @@ For every case this script
 2. decodes our bytes with pyroute2 and compares every field with the
    logical message, and checks what the kernel guarantees beyond values:
    attribute order (kernel-behaviour §7.6/§7.7), NLA_F_NESTED on nests
-   and only there, the narrowest `uint` width;
+   and only there, NLA_F_NET_BYTEORDER on ports exactly in the messages
+   the kernel sends (case field `sender`: "kernel" or "client"), the
+   narrowest `uint` width;
 3. emits pyroute2's bytes and a variant (attributes in reverse order,
    every `uint` widened to 8 bytes) for the Rust side to decode, and what
    pyroute2 read from our bytes (`decoded`, spec names) for the Rust side
@@ -125,8 +127,16 @@ def from_pyroute2(schema, nla, problems, path, opts):
             problems.add('%s: nest without NLA_F_NESTED', where)
         if not is_nest and flags & NLA_F_NESTED:
             problems.add('%s: NLA_F_NESTED on a non-nested attribute', where)
-        if flags & NLA_F_NET_BYTEORDER:
-            problems.add('%s: NLA_F_NET_BYTEORDER set (the kernel never sets it)', where)
+        # The kernel writes ports with nla_put_net16 (NLA_F_NET_BYTEORDER);
+        # clients (libnl, ovpn-cli) send them without; nothing else has it.
+        want_byteorder = wire == 'be16' and bool(opts.get('net_byteorder'))
+        if bool(flags & NLA_F_NET_BYTEORDER) != want_byteorder:
+            problems.add(
+                '%s: NLA_F_NET_BYTEORDER %s, expected %s',
+                where,
+                'set' if flags & NLA_F_NET_BYTEORDER else 'not set',
+                'set (kernel message)' if want_byteorder else 'not set',
+            )
         if name in out:
             problems.add('%s: attribute repeated', where)
         names.append(name)
@@ -187,11 +197,16 @@ def check_header(msg, case, ours, problems):
 def ovpn_opts(case, variant=False):
     # KEY_SWAP_NTF carries key-id as a u16 (kernel-behaviour §7.6).
     width = 2 if case['cmd'] == 'key-swap-ntf' else 4
-    return {'key_id_width': width, 'wide_uint': variant, 'reverse': variant}
+    return {
+        'key_id_width': width,
+        'wide_uint': variant,
+        'reverse': variant,
+        'net_byteorder': case['sender'] == 'kernel',
+    }
 
 
 def encode_ovpn(case, variant=False):
-    msg = fam.OvpnMsg()
+    msg = fam.KernelOvpnMsg() if case['sender'] == 'kernel' else fam.OvpnMsg()
     msg['header'] = header_of(case)
     msg['cmd'] = fam.COMMANDS[case['cmd']]
     msg['version'] = fam.FAMILY_VERSION

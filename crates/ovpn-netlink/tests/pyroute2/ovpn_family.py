@@ -8,7 +8,11 @@ wire format:
   of every attribute: host-order u32 and s32, big-endian u16/u32 for ports
   and IPv4 addresses, 16-byte binaries for IPv6 addresses, binaries for
   key material, the variable-width `uint` (4 or 8 bytes, which pyroute2
-  does not have), nests flagged with NLA_F_NESTED;
+  does not have), nests flagged with NLA_F_NESTED; ports flagged with
+  NLA_F_NET_BYTEORDER in the messages the kernel sends (`nla_put_net16`
+  in PEER_GET replies and PEER_FLOAT_NTF, seen on Linux 6.16 by the parity
+  suite) and not in requests (libnl clients do not set it; the kernel
+  accepts both);
 - the netlink error/ACK and DONE messages with extended-ACK TLVs
   (`ErrorMsg`, `DoneMsg`): pyroute2's own `nlmsgerr` decodes the TLVs
   right after the error code, i.e. it reads the echoed request header as
@@ -26,6 +30,7 @@ import struct
 
 from pyroute2.netlink import (
     NLA_F_NESTED,
+    NLA_F_NET_BYTEORDER,
     ctrlmsg,
     genlmsg,
     nla,
@@ -68,7 +73,8 @@ ENUMS = {
 
 # Wire types used in the schemas:
 #   u8, u16, u32, s32, u64: host order (little-endian here)
-#   be16: big-endian u16 (ports)
+#   be16: big-endian u16 (ports; NLA_F_NET_BYTEORDER in kernel messages,
+#         added by diff.py for cases whose sender is "kernel")
 #   ipv4: big-endian u32 shown as an address (display-hint ipv4)
 #   ipv6: 16-byte binary shown as an address
 #   binary: bytes, shown as hex
@@ -284,9 +290,10 @@ PYROUTE2_TYPE = {
 }
 
 
-def nla_map_of(schema):
+def nla_map_of(schema, be16_flags=0):
     """A pyroute2 nla_map for one of SCHEMAS: nests name the class
-    attribute `nest_<set>` and carry NLA_F_NESTED."""
+    attribute `nest_<set>` and carry NLA_F_NESTED; `be16` attributes carry
+    `be16_flags` (NLA_F_NET_BYTEORDER for the kernel's messages)."""
     out = []
     for number, name, wire in SCHEMAS[schema]:
         if wire.startswith('nest:'):
@@ -294,6 +301,8 @@ def nla_map_of(schema):
             out.append((number, name, cls, NLA_F_NESTED))
         elif wire.startswith('enum:'):
             out.append((number, name, 'uint32'))
+        elif wire == 'be16':
+            out.append((number, name, PYROUTE2_TYPE[wire], be16_flags))
         else:
             out.append((number, name, PYROUTE2_TYPE[wire]))
     return tuple(out)
@@ -323,13 +332,27 @@ class PeerAttrs(_Attrs):
     nla_map = nla_map_of('peer')
 
 
+class KernelPeerAttrs(_Attrs):
+    """The peer set as the kernel writes it: ports with nla_put_net16."""
+
+    __slots__ = ()
+    nla_map = nla_map_of('peer', NLA_F_NET_BYTEORDER)
+
+
 class OvpnMsg(genlmsg):
-    """Any message of the `ovpn` family."""
+    """Any message of the `ovpn` family (decoding; encoding requests)."""
 
     __slots__ = ()
     nla_map = nla_map_of('ovpn')
     nest_peer = PeerAttrs
     nest_keyconf = KeyconfAttrs
+
+
+class KernelOvpnMsg(OvpnMsg):
+    """Encoding the kernel's replies and notifications."""
+
+    __slots__ = ()
+    nest_peer = KernelPeerAttrs
 
 
 # ---------------------------------------------------------------------------
