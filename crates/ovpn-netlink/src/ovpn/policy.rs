@@ -801,7 +801,7 @@ static PEER_DEL: PolicySet = PolicySet { entries: &[UN, ID] };
 static KEYDIR: PolicySet = PolicySet {
     entries: &[
         UN,
-        Pol::BinaryLen { min: 0, max: 256 },
+        Pol::BinaryMax { max: 256 },
         Pol::BinaryLen { min: 8, max: 8 },
     ],
 };

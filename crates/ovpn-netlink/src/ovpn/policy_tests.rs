@@ -240,6 +240,19 @@ fn wrong_size_integer_with_policy() {
     );
 }
 
+/// A 2-byte remote-ipv4 (NLA_BE32): the length error, without a policy
+/// TLV (parity case pol-remote4-u16).
+#[test]
+fn wrong_size_big_endian_without_policy() {
+    let b = peer_req(Cmd::PeerNew, |b| {
+        id(b); // 32
+        attr::put(b, pa::REMOTE_IPV4, &[198, 18]); // 40
+    });
+    let r = fail(&b, Mode::P2p);
+    assert_rej(&r, EINVAL, Some("invalid attribute length"), Some(40));
+    assert_eq!(r.ext.policy, None);
+}
+
 #[test]
 fn nested_flag_rules() {
     let b = request(Cmd::PeerDel, None, |b| {
@@ -283,11 +296,9 @@ fn port_minimum() {
     });
     let r = fail(&b, Mode::P2p);
     assert_rej(&r, ERANGE, Some("integer out of range"), Some(40));
-    let p = r.ext.policy.unwrap();
-    assert_eq!(
-        (p.attr_type, p.min_value_u, p.max_value_u),
-        (nl_attr_type::U16, Some(1), Some(65535))
-    );
+    // The kernel cannot describe NLA_BE16 and sends no policy TLV
+    // (parity case pol-port-zero).
+    assert_eq!(r.ext.policy, None);
 }
 
 #[test]
@@ -303,7 +314,13 @@ fn exact_and_max_lengths() {
     let p = r.ext.policy.unwrap();
     assert_eq!((p.min_length, p.max_length), (Some(16), Some(16)));
 
-    for (ty, len, min) in [(kd::NONCE_TAIL, 7, Some(8)), (kd::CIPHER_KEY, 257, None)] {
+    // NLA_POLICY_EXACT_LEN(8) is described with both bounds,
+    // NLA_POLICY_MAX_LEN(256) as a bare binary (parity case key-len-257).
+    let exact8 = (Some(8), Some(8));
+    for (ty, len, bounds) in [
+        (kd::NONCE_TAIL, 7, exact8),
+        (kd::CIPHER_KEY, 257, (None, None)),
+    ] {
         let b = key_req(Cmd::KeyNew, |b| {
             let n = attr::nest_start(b, kc::ENCRYPT_DIR); // 32
             attr::put(b, ty, &vec![0; len]); // 36
@@ -316,7 +333,11 @@ fn exact_and_max_lengths() {
             Some("binary attribute size out of range"),
             Some(36),
         );
-        assert_eq!(r.ext.policy.unwrap().min_length, min);
+        let p = r.ext.policy.unwrap();
+        assert_eq!(
+            (p.attr_type, p.min_length, p.max_length),
+            (nl_attr_type::BINARY, bounds.0, bounds.1)
+        );
     }
 }
 
