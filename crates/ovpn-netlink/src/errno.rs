@@ -16,6 +16,8 @@ pub const EEXIST: i32 = 17;
 pub const ENODEV: i32 = 19;
 /// Invalid argument.
 pub const EINVAL: i32 = 22;
+/// No data available (a policy dump with nothing to describe).
+pub const ENODATA: i32 = 61;
 /// Result out of range (policy range checks, `lib/nlattr.c`).
 pub const ERANGE: i32 = 34;
 /// Message too long.
@@ -44,6 +46,7 @@ pub fn name(errno: i32) -> Option<&'static str> {
         ENODEV => "ENODEV",
         EINVAL => "EINVAL",
         ERANGE => "ERANGE",
+        ENODATA => "ENODATA",
         EMSGSIZE => "EMSGSIZE",
         ENOTSOCK => "ENOTSOCK",
         EPROTONOSUPPORT => "EPROTONOSUPPORT",

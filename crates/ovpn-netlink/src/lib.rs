@@ -12,6 +12,7 @@
 //! - [`validate`]: the kernel's attribute-policy checks;
 //! - [`ovpn`]: the family's typed messages and request policies;
 //! - [`ctrl`]: `nlctrl` family and multicast-group lookup;
+//! - [`policy_dump`]: `nlctrl`'s policy dump (`CTRL_CMD_GETPOLICY`);
 //! - [`link`]: rtnetlink links of kind `ovpn`;
 //! - [`view`]: a spec-named tree of any of these messages, for tools;
 //! - [`route`]: rtnetlink routes, for the daemon's route mirror;
@@ -33,6 +34,7 @@ pub mod link;
 pub mod nlmsg;
 pub mod ovpn;
 pub mod ovpnd;
+pub mod policy_dump;
 pub mod route;
 pub mod validate;
 pub mod view;

@@ -98,7 +98,8 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
-    fn max_type(&self) -> usize {
+    /// The highest attribute type the table covers (its `maxtype`).
+    pub fn max_type(&self) -> usize {
         self.entries.len().saturating_sub(1)
     }
 }

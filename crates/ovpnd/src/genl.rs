@@ -1,4 +1,5 @@
-//! Generic netlink on `genl.sock`: `nlctrl` family lookup and every
+//! Generic netlink on `genl.sock`: `nlctrl` family lookup and policy
+//! dump (`CTRL_CMD_GETPOLICY`), and every
 //! operation of the `ovpn` family (kernel-behaviour §7), checked in the
 //! kernel's order: the generic-netlink core and the op's policy
 //! (`ovpn_netlink::ovpn::policy`), the pre-handler's device lookup, the
@@ -20,6 +21,7 @@ use ovpn_netlink::ctrl::{self, FamilyInfo, FamilyQuery, GENL_ID_CTRL};
 use ovpn_netlink::nlmsg::{NLM_F_MULTI, NlMsg};
 use ovpn_netlink::ovpn::policy::{self, DeviceLookup, Profile, Request};
 use ovpn_netlink::ovpn::{Cmd, OvpnMsg};
+use ovpn_netlink::policy_dump::{self, CTRL_CMD_GETPOLICY};
 
 use crate::convert;
 use crate::server::{Conn, OVPN_FAMILY_ID, PEERS_GROUP_ID, Server};
@@ -34,6 +36,9 @@ const DUMP_CHUNK: usize = 16 * 1024;
 impl Server {
     pub(crate) fn handle_genl(&mut self, token: u64, msg: &NlMsg<'_>, fds: &mut Vec<OwnedFd>) {
         match msg.header.ty {
+            GENL_ID_CTRL if msg.payload.first() == Some(&CTRL_CMD_GETPOLICY) => {
+                self.get_policy(token, msg);
+            }
             GENL_ID_CTRL => self.get_family(token, msg),
             OVPN_FAMILY_ID => self.ovpn_request(token, msg, fds),
             _ => {
@@ -81,6 +86,52 @@ impl Server {
                 conn.send_ack(msg);
             }
         }
+    }
+
+    /// CTRL_CMD_GETPOLICY: the `ovpn` family's policies, from the tables
+    /// the requests are validated with. A failure to start the dump is an
+    /// `NLMSG_ERROR`, as in the kernel.
+    ///
+    /// TODO: the kernel also dumps nlctrl's own policies; this controller
+    /// knows only `ovpn` and answers `ENOENT` for nlctrl. Describing nlctrl
+    /// needs its GETFAMILY/GETPOLICY tables as `OpPolicies` in
+    /// `ovpn_netlink::ctrl`.
+    fn get_policy(&self, token: u64, msg: &NlMsg<'_>) {
+        let Some(conn) = self.conns.get(&token) else {
+            return;
+        };
+        let query = match policy_dump::parse_get_policy(msg) {
+            Ok(query) => query,
+            Err(rejection) => {
+                conn.send_error(msg, &rejection);
+                return;
+            }
+        };
+        let found = match &query.family {
+            FamilyQuery::ById(id) => *id == OVPN_FAMILY_ID,
+            FamilyQuery::ByName(name) => name == ovpn_netlink::ovpn::attrs::FAMILY_NAME,
+            FamilyQuery::Dump => false,
+        };
+        if !found {
+            conn.send_error(msg, &ctrl::unknown_family());
+            return;
+        }
+        let mut buf = Vec::new();
+        let ops = policy::op_policies(PROFILE);
+        let seq = msg.header.seq;
+        if let Err(rejection) = policy_dump::encode_policy_dump(
+            &mut buf,
+            OVPN_FAMILY_ID,
+            &ops,
+            &query,
+            seq,
+            conn.port_id,
+        ) {
+            conn.send_error(msg, &rejection);
+            return;
+        }
+        ack::encode_done(&mut buf, conn.ack, conn.port_id, seq, 0, &ExtAck::default());
+        conn.send(&buf);
     }
 
     fn ovpn_request(&mut self, token: u64, msg: &NlMsg<'_>, fds: &mut Vec<OwnedFd>) {

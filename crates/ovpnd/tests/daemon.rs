@@ -77,6 +77,32 @@ fn family_lookup_and_link_add_get_dump_del() {
     assert_eq!(family.ops.len(), 8);
     assert!(family.ops.iter().all(|op| op.flags & 1 != 0), "admin-perm");
 
+    // CTRL_CMD_GETPOLICY: 74 messages for the family, 11 for PEER_NEW, as
+    // Linux 6.16 (byte vectors: ovpn-netlink's kernel_policy_dump test);
+    // an op the family lacks is ENOENT at CTRL_ATTR_OP (offset 32).
+    genl.sockopt(SO_EXT_ACK, 1);
+    for (op, count, errno) in [(None, 74, 0), (Some(1), 11, 0), (Some(5), 0, ENOENT)] {
+        let mut buf = Vec::new();
+        let seq = genl.next_seq();
+        let m =
+            ovpn_netlink::genl::start(&mut buf, 0x10, NLM_F_REQUEST | NLM_F_DUMP, seq, 0, 10, 1);
+        ovpn_netlink::attr::put_str(&mut buf, 2, "ovpn");
+        if let Some(op) = op {
+            ovpn_netlink::attr::put_u32(&mut buf, 10, op);
+        }
+        m.finish(&mut buf);
+        let answer = genl.request(&buf, &[]);
+        let report = answer.report.expect("an answer");
+        assert_eq!(
+            (answer.replies.len(), report.errno),
+            (count, errno),
+            "op {op:?}"
+        );
+        if errno != 0 {
+            assert_eq!(report.ext.bad_attr, Some(32));
+        }
+    }
+
     let mut rtnl = daemon.rtnl();
     let ifindex = new_link(&mut rtnl, "ovpn-p2p", Mode::P2p);
     let mp = new_link(&mut rtnl, "ovpn-mp", Mode::Mp);

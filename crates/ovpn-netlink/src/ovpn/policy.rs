@@ -38,6 +38,7 @@ use crate::attr::{Attr, Attrs};
 use crate::errno::{EINVAL, ENOENT, ENOTSOCK, EOPNOTSUPP, EPERM};
 use crate::genl::GENL_ATTRS_OFFSET;
 use crate::nlmsg::{NlMsg, NlMsgHeader};
+use crate::policy_dump::OpPolicies;
 use crate::validate::{Pol, PolicySet, Strictness, validate};
 
 /// Which kernel's policy to reproduce.
@@ -867,6 +868,29 @@ key_op!(OP_KEY_DEL, &KEYCONF_DEL);
 static OP_PEER_GET_DUMP: PolicySet = PolicySet {
     entries: &[UN, U32],
 };
+
+/// The family's operations with their policies, in command order, for
+/// `CTRL_CMD_GETPOLICY` ([`crate::policy_dump`]): the same tables
+/// [`validate_request`] applies.
+pub fn op_policies(profile: Profile) -> Vec<OpPolicies> {
+    [
+        Cmd::PeerNew,
+        Cmd::PeerSet,
+        Cmd::PeerGet,
+        Cmd::PeerDel,
+        Cmd::KeyNew,
+        Cmd::KeyGet,
+        Cmd::KeySwap,
+        Cmd::KeyDel,
+    ]
+    .into_iter()
+    .map(|cmd| OpPolicies {
+        cmd: cmd.to_u8(),
+        doit: op_policy(cmd, false, profile),
+        dumpit: op_policy(cmd, true, profile),
+    })
+    .collect()
+}
 
 /// The op table: the policy for (command, dump), `None` where the kernel
 /// has no such op.
