@@ -162,6 +162,10 @@ impl Server {
             Cmd::PeerGet => self.peer_get(token, msg, &request, mode, ifindex),
             cmd => self.simple_op(cmd, &request, mode, ifindex),
         };
+        // The kernel multicasts PEER_DEL_NTF while it handles the request
+        // (a P2P peer replaced by PEER_NEW, PEER_DEL), so subscribers, the
+        // requester among them, read it before the ACK.
+        self.drain_notifications();
         if let Some(conn) = self.conns.get(&token) {
             match result {
                 Ok(Some(reply)) => {

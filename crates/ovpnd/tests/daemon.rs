@@ -245,6 +245,69 @@ fn errors_carry_the_kernel_extack() {
 }
 
 /// Symmetric test keys: side A encrypts with `a`, side B with `b`.
+/// The messages a client reads in order until the answer to `seq`:
+/// (sequence number, genl command or 0 for the ACK).
+fn read_until_answer(client: &Client, seq: u32) -> Vec<(u32, u8)> {
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let Some(datagram) = client.recv_datagram(Duration::from_secs(2)) else {
+            break;
+        };
+        for m in Messages::new(&datagram).flatten() {
+            let cmd = if m.header.ty >= 16 { m.payload[0] } else { 0 };
+            seen.push((m.header.seq, cmd));
+            if m.header.seq == seq && m.header.ty < 16 {
+                return seen;
+            }
+        }
+    }
+    seen
+}
+
+/// Parity D3: PEER_DEL_NTF caused by a request (P2P replacement by
+/// PEER_NEW, PEER_DEL) reaches a subscribed requester before its ACK, as
+/// the kernel multicasts it while handling the request.
+#[test]
+fn notification_of_a_request_precedes_its_ack() {
+    if !root_or_skip("notification_of_a_request_precedes_its_ack") {
+        return;
+    }
+    let ns = Netns::new();
+    let daemon = Daemon::start(&ns);
+    let mut genl = daemon.genl();
+    let info = genl.family();
+    genl.sockopt(SO_ADD_MEMBERSHIP, info.group_id("peers").unwrap());
+    let mut rtnl = daemon.rtnl();
+    let ifindex = new_link(&mut rtnl, "ovpn-ord", Mode::P2p);
+    let socket = ns.enter(|| UdpSocket::bind("0.0.0.0:0").unwrap());
+    let peer = |id: u32| Peer {
+        socket: Some(socket.as_raw_fd() as u32),
+        remote_ipv4: Some(Ipv4Addr::new(198, 18, 0, 2)),
+        remote_port: Some(1194),
+        ..Peer::with_id(id)
+    };
+    let req = ovpn_request(&mut genl, info.id, &OvpnMsg::peer_new(ifindex, peer(1)));
+    genl.ok(&req, &[socket.as_fd()]);
+
+    let req = ovpn_request(&mut genl, info.id, &OvpnMsg::peer_new(ifindex, peer(2)));
+    let seq = NlMsg::parse(&req).unwrap().header.seq;
+    genl.conn_send(&req, &[socket.as_fd()]);
+    assert_eq!(
+        read_until_answer(&genl, seq),
+        vec![(0, 5), (seq, 0)],
+        "replacement"
+    );
+
+    let req = ovpn_request(&mut genl, info.id, &OvpnMsg::peer_del(ifindex, 2));
+    let seq = NlMsg::parse(&req).unwrap().header.seq;
+    genl.conn_send(&req, &[]);
+    assert_eq!(
+        read_until_answer(&genl, seq),
+        vec![(0, 5), (seq, 0)],
+        "PEER_DEL"
+    );
+}
+
 fn key(peer_id: u32, a_side: bool) -> KeyConf {
     let (a, b) = ([0x11; 32], [0x22; 32]);
     let (enc, dec) = if a_side { (a, b) } else { (b, a) };

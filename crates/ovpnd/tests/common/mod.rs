@@ -285,6 +285,11 @@ impl Client {
         }
     }
 
+    /// Sends one datagram without reading anything back.
+    pub fn conn_send(&self, request: &[u8], fds: &[BorrowedFd<'_>]) {
+        self.conn.send(request, fds).expect("send");
+    }
+
     /// Sends a request and asserts it was acknowledged without error.
     pub fn ok(&mut self, request: &[u8], fds: &[BorrowedFd<'_>]) -> Vec<Vec<u8>> {
         let answer = self.request(request, fds);
