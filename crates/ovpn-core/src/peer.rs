@@ -233,6 +233,31 @@ impl Peer {
         EndpointChange::None
     }
 
+    /// Forgets the local address `stale` (§3.3): it is no longer assigned,
+    /// or routing refused it as a source. Routing picks the source from now
+    /// on, and the next authenticated packet teaches the new one (§2.6). A
+    /// local address learned or configured since `stale` was read is kept.
+    /// Returns whether the bind changed.
+    pub(crate) fn clear_local(&self, stale: IpAddr) -> bool {
+        let stale = stale.to_canonical();
+        let _guard = lock(&self.bind_update);
+        let Some(bind) = self.bind() else {
+            return false;
+        };
+        if bind.local.is_unspecified() || bind.local != stale {
+            return false;
+        }
+        let local = match bind.remote {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        self.bind.store(Some(std::sync::Arc::new(Bind {
+            remote: bind.remote,
+            local,
+        })));
+        true
+    }
+
     pub(crate) fn vpn(&self) -> VpnAddrs {
         *lock(&self.vpn)
     }
@@ -392,6 +417,52 @@ mod tests {
                 remote: sa("198.18.0.2:2000"),
                 local: new_local
             })
+        );
+    }
+
+    #[test]
+    fn a_stale_local_address_is_cleared_and_then_learned_again() {
+        let peer = Peer::new(1, transport());
+        let old: IpAddr = "198.18.0.1".parse().unwrap();
+        peer.set_bind(Bind {
+            remote: sa("198.18.0.2:1194"),
+            local: old,
+        });
+
+        // Another address than the bind's: nothing to clear.
+        assert!(!peer.clear_local("198.18.0.7".parse().unwrap()));
+        assert_eq!(peer.bind().unwrap().local, old);
+
+        // The stale one (also as v4-mapped): cleared, remote kept.
+        assert!(peer.clear_local("::ffff:198.18.0.1".parse().unwrap()));
+        assert_eq!(
+            peer.bind(),
+            Some(Bind {
+                remote: sa("198.18.0.2:1194"),
+                local: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            })
+        );
+        assert_eq!(peer.bind().unwrap().local(), None);
+        assert!(!peer.clear_local(old), "already cleared");
+
+        // The next packet teaches the new address.
+        let new: IpAddr = "198.18.0.3".parse().unwrap();
+        assert_eq!(
+            peer.update_endpoints(sa("198.18.0.2:1194"), new),
+            EndpointChange::LocalLearned
+        );
+        assert!(!peer.clear_local(old), "a newer address is kept");
+        assert_eq!(peer.bind().unwrap().local, new);
+
+        // IPv6 binds clear to `::`.
+        peer.set_bind(Bind {
+            remote: sa("[2001:db8::2]:1194"),
+            local: "2001:db8::1".parse().unwrap(),
+        });
+        assert!(peer.clear_local("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            peer.bind().unwrap().local,
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
         );
     }
 

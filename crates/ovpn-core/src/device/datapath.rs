@@ -173,6 +173,20 @@ impl Device {
         }
     }
 
+    /// §3.3: a datagram for `peer_id` could not be sent from the local
+    /// address `local` of its bind (the address is no longer assigned, or
+    /// routing refused it as a source). Clears the bind's local address so
+    /// routing picks the source from now on; the next authenticated packet
+    /// from the peer teaches the new one (§2.6). Returns whether the bind
+    /// changed (false if the peer is gone or has another local address by
+    /// now).
+    pub fn clear_local(&self, peer_id: u32, local: IpAddr) -> bool {
+        let peer = self.table().by_id(peer_id).cloned();
+        peer.is_some_and(|peer| {
+            peer.transport.kind == TransportKind::Udp && peer.clear_local(local)
+        })
+    }
+
     /// Seals `buf[HEADER_LEN..][..payload_len]` with `peer`'s primary key
     /// and accounts for it (§4.6 steps 6–7); shared by data and keepalives.
     pub(crate) fn seal_for_peer(
@@ -499,6 +513,48 @@ mod tests {
         );
         assert_eq!(device.stats().snapshot().tx_dropped, 2);
         assert!(!device.carrier());
+    }
+
+    #[test]
+    fn cleared_local_address_is_left_to_routing() {
+        let now = Instant::now();
+        let device = Device::new(Mode::P2p, now);
+        let attrs = PeerAttrs {
+            id: Some(1),
+            socket: Some(3),
+            remote_ipv4: Some(Ipv4Addr::new(198, 18, 0, 2)),
+            remote_port: Some(1194),
+            local_ipv4: Some(Ipv4Addr::new(198, 18, 0, 1)),
+            ..PeerAttrs::default()
+        };
+        device.peer_new(Some(&attrs), &mut Udp, now).unwrap();
+        let peer = device.table().by_id(1).cloned().unwrap();
+        peer.keys.install(KeySlot::Primary, key(0)).unwrap();
+        let local = IpAddr::from([198, 18, 0, 1]);
+        let remote: SocketAddr = "198.18.0.2:1194".parse().unwrap();
+
+        let mut buf = ipv4_packet();
+        let transmit = device.encapsulate(&mut buf, 20, now).unwrap();
+        assert_eq!(
+            transmit.endpoint,
+            Endpoint::Udp {
+                remote,
+                local: Some(local)
+            }
+        );
+
+        assert!(!device.clear_local(2, local), "no such peer");
+        assert!(device.clear_local(1, local));
+        let mut buf = ipv4_packet();
+        let transmit = device.encapsulate(&mut buf, 20, now).unwrap();
+        assert_eq!(
+            transmit.endpoint,
+            Endpoint::Udp {
+                remote,
+                local: None
+            }
+        );
+        assert!(!device.clear_local(1, local), "nothing left to clear");
     }
 
     #[test]
