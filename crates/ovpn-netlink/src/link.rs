@@ -21,7 +21,7 @@
 
 use crate::DecodeError;
 use crate::ack::Rejection;
-use crate::attr::{self, Attrs, RawAttr};
+use crate::attr::{self, Attr, Attrs, RawAttr};
 use crate::errno::{EINVAL, EOPNOTSUPP};
 use crate::nlmsg::{MessageBuilder, NLMSG_HDRLEN, NlMsg};
 use crate::ovpn::attrs::Mode;
@@ -197,7 +197,7 @@ impl LinkMsg {
             let a = a?;
             match a.ty() {
                 IFLA_IFNAME => out.name = Some(a.string()?.to_owned()),
-                IFLA_MTU => out.mtu = Some(a.u32()?),
+                IFLA_MTU => out.mtu = Some(u32::from_ne_bytes(leading(&a)?)),
                 IFLA_LINKINFO => out.decode_linkinfo(a.nested())?,
                 _ => out.other.push(RawAttr::from_attr(&a)),
             }
@@ -221,7 +221,7 @@ impl LinkMsg {
         for a in data.into_iter().flat_map(|d| d.nested()) {
             let a = a?;
             if a.ty() == IFLA_OVPN_MODE {
-                let v = a.u8()?;
+                let [v] = leading(&a)?;
                 self.mode = Some(Mode::from_u8(v).ok_or(DecodeError::InvalidValue {
                     what: "ovpn mode",
                     value: u64::from(v),
@@ -230,6 +230,18 @@ impl LinkMsg {
         }
         Ok(())
     }
+}
+
+/// The first `N` bytes of a fixed-size attribute. rtnetlink parses link
+/// attributes liberally (`nla_parse_deprecated`): a payload longer than
+/// its type is accepted and `nla_get_u8`/`nla_get_u32` read its first
+/// bytes, so a 4-byte `IFLA_OVPN_MODE` of 1 means MP, as Linux 6.16 does
+/// (parity case link-new-mode-u32). Shorter payloads are refused.
+fn leading<const N: usize>(a: &Attr<'_>) -> Result<[u8; N], DecodeError> {
+    a.payload()
+        .get(..N)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(DecodeError::Truncated("link attribute"))
 }
 
 /// `ifla_policy`, the part this crate checks: `IFLA_IFNAME` is a string of
@@ -406,6 +418,43 @@ mod tests {
                 .errno,
             EINVAL
         );
+    }
+
+    /// rtnetlink's liberal parsing (parity case link-new-mode-u32): a
+    /// 4-byte mode and an 8-byte MTU are read by their first bytes; a
+    /// mode out of range is still refused, and so is an empty one.
+    #[test]
+    fn wide_link_attributes_are_read_by_their_first_bytes() {
+        let request = |mode: &[u8], mtu: &[u8]| {
+            let mut buf = Vec::new();
+            let m = MessageBuilder::start(&mut buf, RTM_NEWLINK, NLM_F_REQUEST, 1, 0);
+            buf.extend_from_slice(&[0; IFINFOMSG_LEN]);
+            attr::put_str(&mut buf, IFLA_IFNAME, "ovpnw");
+            attr::put(&mut buf, IFLA_MTU, mtu);
+            let info = attr::nest_start(&mut buf, IFLA_LINKINFO);
+            attr::put_str(&mut buf, IFLA_INFO_KIND, KIND_OVPN);
+            let data = attr::nest_start(&mut buf, IFLA_INFO_DATA);
+            attr::put(&mut buf, IFLA_OVPN_MODE, mode);
+            data.end(&mut buf);
+            info.end(&mut buf);
+            m.finish(&mut buf);
+            buf
+        };
+        let mtu8 = [0xdc, 5, 0, 0, 0xff, 0xff, 0xff, 0xff];
+        let buf = request(&1u32.to_ne_bytes(), &mtu8);
+        let l = validate_link_request(&NlMsg::parse(&buf).unwrap()).unwrap();
+        assert_eq!(
+            (l.mode, l.mtu, l.name.as_deref()),
+            (Some(Mode::Mp), Some(1500), Some("ovpnw"))
+        );
+
+        let buf = request(&2u32.to_ne_bytes(), &1500u32.to_ne_bytes());
+        let r = validate_link_request(&NlMsg::parse(&buf).unwrap()).unwrap_err();
+        assert_eq!(r.errno, ERANGE);
+        let buf = request(&[], &1500u32.to_ne_bytes());
+        assert!(validate_link_request(&NlMsg::parse(&buf).unwrap()).is_err());
+        let buf = request(&[1], &[0xdc, 5]);
+        assert!(validate_link_request(&NlMsg::parse(&buf).unwrap()).is_err());
     }
 
     #[test]
