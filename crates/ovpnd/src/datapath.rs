@@ -43,6 +43,12 @@ const PACKET_BUF: usize = 65536 + HEADER_LEN;
 /// Longest wait before a worker looks at its stop flag again.
 const IDLE: Duration = Duration::from_millis(500);
 
+const EAGAIN: i32 = 11;
+const EINVAL: i32 = 22;
+const EADDRNOTAVAIL: i32 = 99;
+const ENETUNREACH: i32 = 101;
+const ENOBUFS: i32 = 105;
+
 const STOP: u64 = 1;
 const IO: u64 = 0;
 const WAKE: u64 = 2;
@@ -143,6 +149,7 @@ fn send_all(dev: &DeviceShared, bufs: &[Vec<u8>], ready: &[Transmit], batch: &mu
             continue;
         };
         let mut datagrams = Vec::new();
+        let mut peer_ids = Vec::new();
         for (j, t) in ready.iter().enumerate().skip(i) {
             if t.transport != transport {
                 continue;
@@ -150,40 +157,87 @@ fn send_all(dev: &DeviceShared, bufs: &[Vec<u8>], ready: &[Transmit], batch: &mu
             done[j] = true;
             let packet = &bufs[j][..t.len];
             match (&io.io, t.endpoint) {
-                (Io::Udp(_), Endpoint::Udp { remote, local }) => datagrams.push(udp::Transmit {
-                    destination: remote,
-                    source: local,
-                    contents: packet,
-                    segment_size: None,
-                }),
+                (Io::Udp(_), Endpoint::Udp { remote, local }) => {
+                    datagrams.push(udp::Transmit {
+                        destination: remote,
+                        source: local,
+                        contents: packet,
+                        segment_size: None,
+                    });
+                    peer_ids.push(t.peer_id);
+                }
                 (Io::Tcp(tcp), _) => tcp_queue(dev, &io, tcp, packet),
                 _ => dev.core.stats().count_drop(DropReason::TxNoTransport),
             }
         }
         if let Io::Udp(udp) = &io.io {
-            udp_send(dev, udp, batch, &datagrams);
+            udp_send(dev, udp, batch, &mut datagrams, &peer_ids);
         }
     }
 }
 
+/// Sends `datagrams` (`peer_ids[i]` is the peer of `datagrams[i]`) with as
+/// few `sendmmsg` calls as possible. A datagram that fails does not take
+/// the rest of the batch with it: the send resumes after it.
+///
+/// A source address the host no longer has fails the send (IPv4 routing:
+/// ENETUNREACH; IPv6: EINVAL; EADDRNOTAVAIL). As the kernel does (§3.3),
+/// the peer's local address is then cleared and the datagram goes again
+/// from the address routing picks; the other side sees the new address
+/// and floats (§2.6). Each datagram is retried at most once (it has no
+/// source the second time).
 fn udp_send(
     dev: &DeviceShared,
     udp: &udp::UdpIo,
     batch: &mut SendBatch,
-    datagrams: &[udp::Transmit<'_>],
+    datagrams: &mut [udp::Transmit<'_>],
+    peer_ids: &[u32],
 ) {
-    if datagrams.is_empty() {
-        return;
-    }
-    // A routing failure after encryption is not a drop in the kernel's
-    // counters either (§3.3, §12.11).
-    match udp.send(batch, datagrams) {
-        Ok(sent) => {
-            for d in &datagrams[..sent] {
-                dev.core.stats().count_tx(d.contents.len());
+    let mut next = 0;
+    while next < datagrams.len() {
+        let error = match udp.send(batch, &datagrams[next..]) {
+            Ok(sent) => {
+                for d in &datagrams[next..next + sent] {
+                    dev.core.stats().count_tx(d.contents.len());
+                }
+                // Fewer than all: the first one not sent failed, and the
+                // next round starts with it to learn why.
+                next += sent;
+                if sent == 0 {
+                    return;
+                }
+                continue;
+            }
+            Err(error) => error,
+        };
+        let failed = datagrams[next];
+        match (error.raw_os_error(), failed.source) {
+            (Some(EINVAL | ENETUNREACH | EADDRNOTAVAIL), Some(stale)) => {
+                let peer_id = peer_ids.get(next).copied();
+                if peer_id.is_some_and(|id| dev.core.clear_local(id, stale)) {
+                    tracing::debug!(?peer_id, local = %stale, %error, "local address unusable; routing picks the source");
+                }
+                // The peer's other datagrams of this batch carry the same
+                // stale source.
+                for (d, id) in datagrams[next..].iter_mut().zip(&peer_ids[next..]) {
+                    if Some(*id) == peer_id && d.source == Some(stale) {
+                        d.source = None;
+                    }
+                }
+            }
+            // The socket's buffer is full: the rest of the batch would
+            // fail the same way.
+            (Some(EAGAIN | ENOBUFS), _) => {
+                tracing::debug!(%error, dropped = datagrams.len() - next, "udp send failed");
+                return;
+            }
+            // A routing failure after encryption is not a drop in the
+            // kernel's counters either (§3.3, §12.11).
+            _ => {
+                tracing::debug!(%error, destination = %failed.destination, "udp send failed");
+                next += 1;
             }
         }
-        Err(error) => tracing::debug!(%error, "udp send failed"),
     }
 }
 
@@ -196,13 +250,13 @@ pub(crate) fn send_one(dev: &DeviceShared, transmit: &Transmit, packet: &[u8]) {
     match (&io.io, transmit.endpoint) {
         (Io::Udp(udp), Endpoint::Udp { remote, local }) => {
             let mut batch = SendBatch::new(1);
-            let d = [udp::Transmit {
+            let mut d = [udp::Transmit {
                 destination: remote,
                 source: local,
                 contents: packet,
                 segment_size: None,
             }];
-            udp_send(dev, udp, &mut batch, &d);
+            udp_send(dev, udp, &mut batch, &mut d, &[transmit.peer_id]);
         }
         (Io::Tcp(tcp), _) => tcp_queue(dev, &io, tcp, packet),
         _ => dev.core.stats().count_drop(DropReason::TxNoTransport),
