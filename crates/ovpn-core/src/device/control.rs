@@ -477,12 +477,11 @@ impl Device {
             .info())
     }
 
-    /// PEER_GET dump: every peer, ordered by id (the kernel's order is its
-    /// hash order, which no client can rely on).
+    /// PEER_GET dump: every peer, in the kernel's order (the walk of its id
+    /// hash table, §2.3; clients must not depend on it, but it is what
+    /// Linux sends).
     pub fn peer_dump(&self) -> Vec<PeerInfo> {
-        let mut peers: Vec<PeerInfo> = self.table().peers().map(|p| p.info()).collect();
-        peers.sort_by_key(|p| p.id);
-        peers
+        self.table().peers().map(|p| p.info()).collect()
     }
 
     /// PEER_DEL (§7.5): removes a peer with reason `userspace`.

@@ -26,6 +26,11 @@ pub(crate) enum PeerTable {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MpPeers {
     by_id: HashMap<u32, Arc<Peer>>,
+    /// When each id was inserted (a counter): the kernel adds a peer at
+    /// the head of its id bucket, so the newer of two peers sharing a
+    /// bucket comes first in a walk.
+    inserted: HashMap<u32, u64>,
+    next_insertion: u64,
     by_vpn4: HashMap<Ipv4Addr, Arc<Peer>>,
     by_vpn6: HashMap<Ipv6Addr, Arc<Peer>>,
     by_endpoint: HashMap<EndpointKey, Arc<Peer>>,
@@ -76,11 +81,14 @@ impl PeerTable {
         self.by_id(peer.id).is_some_and(|p| Arc::ptr_eq(p, peer))
     }
 
-    /// Every peer, in no particular order.
+    /// Every peer. MP: in the order the kernel walks its id table
+    /// (§2.3), which is the order of PEER_GET dumps and of the
+    /// notifications when many peers go at once (device teardown, a
+    /// closed socket): bucket by bucket, newest first within a bucket.
     pub(crate) fn peers(&self) -> Box<dyn Iterator<Item = &Arc<Peer>> + '_> {
         match self {
             Self::P2p(peer) => Box::new(peer.iter()),
-            Self::Mp(mp) => Box::new(mp.by_id.values()),
+            Self::Mp(mp) => Box::new(mp.in_walk_order().into_iter()),
         }
     }
 
@@ -97,10 +105,20 @@ impl MpPeers {
         self.by_id.contains_key(&id)
     }
 
+    /// The peers sorted as a walk of the kernel's id table visits them.
+    fn in_walk_order(&self) -> Vec<&Arc<Peer>> {
+        let mut peers: Vec<&Arc<Peer>> = self.by_id.values().collect();
+        let inserted = |id: u32| self.inserted.get(&id).copied().unwrap_or_default();
+        peers.sort_by_key(|p| (id_bucket(p.id), std::cmp::Reverse(inserted(p.id))));
+        peers
+    }
+
     /// Adds `peer` to every map it belongs in. The caller checked that the
     /// id is free.
     pub(crate) fn insert(&mut self, peer: &Arc<Peer>) {
         self.by_id.insert(peer.id, peer.clone());
+        self.inserted.insert(peer.id, self.next_insertion);
+        self.next_insertion += 1;
         self.hash_vpn(peer);
         self.hash_endpoint(peer);
         if peer.transport.kind == super::TransportKind::Tcp {
@@ -116,6 +134,7 @@ impl MpPeers {
             .is_some_and(|p| Arc::ptr_eq(p, peer))
         {
             self.by_id.remove(&peer.id);
+            self.inserted.remove(&peer.id);
         }
         self.unhash_vpn(peer);
         self.by_endpoint.retain(|_, p| !Arc::ptr_eq(p, peer));
@@ -201,6 +220,30 @@ impl MpPeers {
             }
         }
     }
+}
+
+/// Buckets of the kernel's MP id table (`DECLARE_HASHTABLE(by_id, 12)`).
+const ID_BUCKETS: u32 = 1 << 12;
+
+/// The bucket of `id` in the kernel's id table: Bob Jenkins' lookup3
+/// hash as the kernel's `jhash()` computes it over the id's 4 bytes in
+/// memory (little-endian here) with seed 0, modulo the bucket count.
+fn id_bucket(id: u32) -> u32 {
+    jhash_word(id, 0) % ID_BUCKETS
+}
+
+/// `jhash()` of a 4-byte key: lookup3's initial value for the length and
+/// seed, the key added to the first word, then lookup3's final mix.
+fn jhash_word(key: u32, seed: u32) -> u32 {
+    let init = 0xdead_beef_u32.wrapping_add(4).wrapping_add(seed);
+    let (mut a, mut b, mut c) = (init.wrapping_add(key), init, init);
+    c = (c ^ b).wrapping_sub(b.rotate_left(14));
+    a = (a ^ c).wrapping_sub(c.rotate_left(11));
+    b = (b ^ a).wrapping_sub(a.rotate_left(25));
+    c = (c ^ b).wrapping_sub(b.rotate_left(16));
+    a = (a ^ c).wrapping_sub(c.rotate_left(4));
+    b = (b ^ a).wrapping_sub(a.rotate_left(14));
+    (c ^ b).wrapping_sub(b.rotate_left(24))
 }
 
 #[cfg(test)]
@@ -362,5 +405,40 @@ mod tests {
         let table = PeerTable::Mp(mp);
         assert!(table.by_endpoint(&key("198.18.0.2:1194")).is_none());
         assert!(table.by_endpoint(&key("198.18.0.2:4000")).is_some());
+    }
+
+    /// The kernel's walk order, from Linux 6.16 in the parity suite
+    /// (`vm/vectors/parity/kernel.txt`, case mp-dump): peers 10..=15 were
+    /// dumped as 13, 15, 10, 12, 11, 14.
+    #[test]
+    fn mp_walk_follows_the_kernel_id_hash() {
+        assert_eq!(jhash_word(10, 0), 0x3d6b_e971);
+        assert_eq!(jhash_word(13, 0), 0xc6f5_c11b);
+        assert_eq!(id_bucket(13), 283);
+        let mut table = MpPeers::default();
+        for id in 10..=15 {
+            table.insert(&udp_peer(
+                id,
+                &format!("198.18.0.{id}:1194"),
+                &format!("198.19.0.{id}"),
+            ));
+        }
+        let order: Vec<u32> = PeerTable::Mp(table.clone()).peers().map(|p| p.id).collect();
+        assert_eq!(order, [13, 15, 10, 12, 11, 14]);
+    }
+
+    /// Two ids in one bucket: the later insertion comes first, as the
+    /// kernel adds at the head of the bucket's list.
+    #[test]
+    fn same_bucket_newest_first() {
+        let first = 1;
+        let second = (2..100_000)
+            .find(|id| id_bucket(*id) == id_bucket(first))
+            .expect("a colliding id");
+        let mut table = MpPeers::default();
+        table.insert(&udp_peer(first, "198.18.0.1:1194", "198.19.0.1"));
+        table.insert(&udp_peer(second, "198.18.0.2:1194", "198.19.0.2"));
+        let order: Vec<u32> = PeerTable::Mp(table).peers().map(|p| p.id).collect();
+        assert_eq!(order, [second, first]);
     }
 }
