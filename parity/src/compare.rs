@@ -576,6 +576,77 @@ fn normal(t_case: &[Event], case: Option<&Case>, ctx: &mut Ctx) -> Vec<String> {
     out
 }
 
+/// A difference kept on purpose: in case `case`, the reply field `field`
+/// (`field=value` in normal form) has `kernel` on the kernel side and may
+/// have any value on the daemon side. Nothing else may differ. Such cases
+/// are reported as "deliberate" with `reason`, never as identical.
+pub(crate) struct Deliberate {
+    pub(crate) case: &'static str,
+    pub(crate) field: &'static str,
+    pub(crate) kernel: &'static str,
+    pub(crate) reason: &'static str,
+}
+
+/// The allow-list (also in `parity/DIFFERENCES.md`).
+pub(crate) const DELIBERATE: &[Deliberate] = &[
+    Deliberate {
+        case: "mp-get-udp6",
+        field: "remote-ipv6-scope-id",
+        kernel: "0",
+        reason: SCOPE_ID,
+    },
+    Deliberate {
+        case: "mp-dump",
+        field: "remote-ipv6-scope-id",
+        kernel: "0",
+        reason: SCOPE_ID,
+    },
+];
+
+const SCOPE_ID: &str = "6.16 validates remote-ipv6-scope-id but never stores it (reports 0); \
+     later kernels store it; ovpnd follows the later kernel (DESIGN.md, kernel-behaviour §11, §12)";
+
+/// Whether `kernel` and `daemon` differ only in fields the allow-list
+/// lets differ for `case` (and do differ: identical is not deliberate).
+fn only_deliberate(case: &str, kernel: &[String], daemon: &[String]) -> bool {
+    let entries: Vec<&Deliberate> = DELIBERATE.iter().filter(|d| d.case == case).collect();
+    if entries.is_empty() || kernel == daemon || kernel.len() != daemon.len() {
+        return false;
+    }
+    kernel.iter().zip(daemon).all(|(k, d)| {
+        let (mut k, mut d) = (k.clone(), d.clone());
+        for e in &entries {
+            let Some(masked) = mask_field(&k, e.field, Some(e.kernel)) else {
+                return false;
+            };
+            k = masked;
+            d = mask_field(&d, e.field, None).unwrap_or(d);
+        }
+        k == d
+    })
+}
+
+/// `line` with the value of every `field=` replaced by `*`; `None` if a
+/// value differs from `expect` (when given).
+fn mask_field(line: &str, field: &str, expect: Option<&str>) -> Option<String> {
+    let key = format!(" {field}=");
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find(&key) {
+        let start = at + key.len();
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail.find([' ', '}']).unwrap_or(tail.len());
+        if expect.is_some_and(|v| v != &tail[..end]) {
+            return None;
+        }
+        out.push('*');
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 /// The result of one case.
 pub(crate) struct Outcome {
     pub(crate) name: String,
@@ -628,6 +699,7 @@ pub(crate) fn compare(kernel: &str, daemon: &str, cases: &[Case]) -> Vec<Outcome
         let verdict = match (&kn, &dn) {
             (None, _) | (_, None) => "NOT RUN",
             (Some(a), Some(b)) if a == b => "identical",
+            (Some(a), Some(b)) if only_deliberate(&case.name, a, b) => "deliberate",
             (Some(a), Some(b)) => {
                 let (mut a, mut b) = (a.clone(), b.clone());
                 a.sort();
@@ -672,9 +744,12 @@ pub(crate) fn report(outcomes: &[Outcome]) -> (String, String) {
         String::from("| case | kernel | daemon | identical? |\n| --- | --- | --- | --- |\n");
     let mut details = String::new();
     let mut same = 0;
+    let mut kept = 0;
     for o in outcomes {
-        if o.verdict == "identical" {
-            same += 1;
+        match o.verdict {
+            "identical" => same += 1,
+            "deliberate" => kept += 1,
+            _ => {}
         }
         let _ = writeln!(
             table,
@@ -689,11 +764,13 @@ pub(crate) fn report(outcomes: &[Outcome]) -> (String, String) {
             }
         );
         if o.verdict != "identical" {
-            let _ = writeln!(
-                details,
-                "## {} — {} ({})\n\nkernel:\n```",
-                o.name, o.about, o.verdict
-            );
+            let _ = writeln!(details, "## {} — {} ({})\n", o.name, o.about, o.verdict);
+            if o.verdict == "deliberate" {
+                for d in DELIBERATE.iter().filter(|d| d.case == o.name) {
+                    let _ = writeln!(details, "Deliberate: `{}`: {}\n", d.field, d.reason);
+                }
+            }
+            details.push_str("kernel:\n```\n");
             for l in &o.kernel {
                 let _ = writeln!(details, "{l}");
             }
@@ -706,10 +783,11 @@ pub(crate) fn report(outcomes: &[Outcome]) -> (String, String) {
     }
     let _ = writeln!(
         table,
-        "\n{} cases: {} identical, {} not\n",
+        "\n{} cases: {} identical, {} deliberate, {} not\n",
         outcomes.len(),
         same,
-        outcomes.len() - same
+        kept,
+        outcomes.len() - same - kept
     );
     (table, details)
 }
@@ -742,6 +820,25 @@ mod tests {
         let out = compare(&k, &e, &cases);
         let c = out.iter().find(|o| o.name == "pre-no-attrs").expect("case");
         assert_eq!(c.verdict, "DIFFERENT");
+    }
+
+    #[test]
+    fn deliberate_differences_are_named_fields_only() {
+        let k = vec![
+            "< genl ovpn flags=0x0 peer(N){id=2 remote-ipv6-scope-id=0 remote-port(BO)=1194}"
+                .to_owned(),
+        ];
+        let d = vec![k[0].replace("scope-id=0", "scope-id=3")];
+        assert!(only_deliberate("mp-get-udp6", &k, &d));
+        // another case, another field, or a kernel value the list does not
+        // name: not deliberate
+        assert!(!only_deliberate("p2p-get", &k, &d));
+        let d2 = vec![d[0].replace("1194", "1195")];
+        assert!(!only_deliberate("mp-get-udp6", &k, &d2));
+        let k3 = vec![k[0].replace("scope-id=0", "scope-id=3")];
+        assert!(!only_deliberate("mp-get-udp6", &k3, &d));
+        // identical is identical, not deliberate
+        assert!(!only_deliberate("mp-get-udp6", &k, &k));
     }
 
     #[test]
