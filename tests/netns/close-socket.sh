@@ -36,15 +36,8 @@ iperf3_bulk() {
     local server=$!
     own_pid "$server"
     wait_until 5 tcp_listening "$SERVER_VPN" 5201 || fail "iperf3 server not listening" || return 1
-    in_ns 1 timeout 20 iperf3 -Z -t 3 -c "$SERVER_VPN" || return 1
+    in_ns 1 timeout 20 iperf3 -Z -t 3 --connect-timeout 3000 -c "$SERVER_VPN" || return 1
     wait "$server"
-}
-
-all_disconnected() {
-    local p
-    for p in "${CLIENTS[@]}"; do
-        ntf_seen 0 "$p" transport-disconnect && ntf_seen "$p" "$p" transport-disconnect || return 1
-    done
 }
 
 # Kills every holder at once while the server pings every client.
@@ -60,8 +53,11 @@ close_under_traffic() {
     echo "killing the socket holders:" $holders
     # shellcheck disable=SC2086 # one pid per word
     kill -TERM $holders || return 1
-    local rc=0
-    wait_until 5 all_disconnected || rc=1
+    local rc=0 expect=()
+    for p in "${CLIENTS[@]}"; do
+        expect+=("0:$p:transport-disconnect" "$p:$p:transport-disconnect")
+    done
+    ntf_wait 5 "${expect[@]}" || rc=1
     for ((p = 0; p <= N; p++)); do
         echo "namespace $p:"
         cat "$WORK/monitor-$p.jsonl"
@@ -80,10 +76,11 @@ peers_gone() {
         dump=$(ovpn_ns "$p" --json peer get "tun$p") || return 1
         [ "$dump" = "[]" ] || fail "namespace $p still has peers: $dump" || return 1
     done
-    [ "$(wc -l <"$WORK/monitor-0.jsonl")" = "$N" ] || fail "server: extra notifications" || return 1
+    local expect=()
     for p in "${CLIENTS[@]}"; do
-        [ "$(wc -l <"$WORK/monitor-$p.jsonl")" = 1 ] || fail "client $p: extra notifications" || return 1
+        expect+=("0:$p:*" "$p:$p:*")
     done
+    ntf_check --only "${expect[@]}"
 }
 
 # The daemons dropped their copies of the sockets: nothing is bound to or

@@ -26,6 +26,10 @@ SCENARIO=${SCENARIO:-$(basename "${0%.sh}")}
 PREFIX="ovpnt$$"
 WORK=$(mktemp -d "/tmp/ovpnt.$$.XXXXXX")
 
+# The Python interpreter itself, not a version manager's wrapper script
+# (pyenv's shim costs half a second per call).
+PYTHON=$(python3 -c 'import sys; print(sys.executable)') || PYTHON=python3
+
 # How long any one ovpn command may take, in seconds.
 CMD_TIMEOUT=20
 # Upper bound of a scenario's monitors (they are killed at cleanup anyway).
@@ -184,15 +188,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# wait_until SECONDS COMMAND...: polls COMMAND every 0.2 s until it succeeds
-# or SECONDS pass.
+# wait_until SECONDS COMMAND...: polls COMMAND every 0.1 s until it succeeds
+# or SECONDS pass (then runs it once more).
 wait_until() {
-    local seconds=$1
+    local deadline=$((${EPOCHREALTIME/./} + $1 * 1000000))
     shift
-    local tries=$((seconds * 5)) i
-    for ((i = 0; i < tries; i++)); do
+    while [ "${EPOCHREALTIME/./}" -lt "$deadline" ]; do
         "$@" && return 0
-        sleep 0.2
+        sleep 0.1
     done
     "$@"
 }
@@ -223,7 +226,7 @@ ovpn_ns() {
         "$OVPN" --backend daemon --daemon-dir "$(rundir "$p")" "$@"
 }
 
-# Creates namespace P and starts its ovpnd.
+# Creates namespace P and starts its ovpnd (daemon_ready waits for it).
 add_namespace() {
     local p=$1 name
     name=$(ns "$p")
@@ -232,18 +235,17 @@ add_namespace() {
     ip -n "$name" link set lo up || return 1
     ip netns exec "$name" sysctl -qw net.ipv6.conf.all.accept_dad=0 \
         net.ipv6.conf.default.accept_dad=0 || return 1
-    start_daemon "$p"
-}
-
-# Starts ovpnd in namespace P and waits (bounded) for its sockets.
-start_daemon() {
-    local p=$1 dir
-    dir=$(rundir "$p")
-    ip netns exec "$(ns "$p")" "$OVPND" --run-dir "$dir" \
+    ip netns exec "$name" "$OVPND" --run-dir "$(rundir "$p")" \
         --log-level "${OVPND_LOG_LEVEL:-info}" >"$WORK/ovpnd$p.log" 2>&1 &
     own_pid $!
+}
+
+# Waits (bounded) for the sockets of namespace P's ovpnd.
+daemon_ready() {
+    local dir
+    dir=$(rundir "$1")
     wait_until 10 test -S "$dir/rtnl.sock" -a -S "$dir/genl.sock" ||
-        fail "ovpnd in $(ns "$p") did not open its sockets"
+        fail "ovpnd in $(ns "$1") did not open its sockets: $(cat "$WORK/ovpnd$1.log")"
 }
 
 # Starts `ovpn --json monitor` in namespace P, writing to monitor-P.jsonl.
@@ -297,6 +299,9 @@ topology() {
     local n=$1 p
     for ((p = 0; p <= n; p++)); do
         add_namespace "$p" || return 1
+    done
+    for ((p = 0; p <= n; p++)); do
+        daemon_ready "$p" || return 1
     done
     for ((p = 1; p <= n; p++)); do
         local s c
@@ -431,7 +436,7 @@ set_keepalive_both() {
 ping_from() {
     local p=$1 dest=$2 count=$3
     shift 3
-    local deadline=$((count / 50 + 5))
+    local deadline=$((count / 50 + 3))
     timeout $((deadline + 5)) ip netns exec "$(ns "$p")" \
         ping -q -n -c "$count" -i 0.01 -w "$deadline" "$@" "$dest"
 }
@@ -467,7 +472,7 @@ ping_parallel() {
 # pyj EXPR: evaluates the Python expression EXPR with `d` = the JSON document
 # read from standard input, and prints the result.
 pyj() {
-    python3 -c '
+    "$PYTHON" -c '
 import json, sys
 d = json.load(sys.stdin)
 v = eval(sys.argv[1])
@@ -480,45 +485,52 @@ peer_json() {
     ovpn_ns "$1" --json peer get "$2" --id "$3"
 }
 
-# peer_counter P IFACE ID COUNTER: one counter of one peer.
-peer_counter() {
-    peer_json "$1" "$2" "$3" | pyj "d['peer'].get('$4', 'missing')"
-}
-
-# ntf_count P ID REASON: how many peer-del-ntf for peer ID with REASON the
-# monitor of namespace P has printed (REASON "*" matches any).
-ntf_count() {
-    python3 - "$WORK/monitor-$1.jsonl" "$2" "$3" <<'EOF'
+# ntf_check [--only] P:ID:REASON...: every namespace P's monitor printed
+# exactly one peer-del-ntf for peer ID with REASON ("*" for any reason).
+# With --only, those namespaces printed no other notification either.
+# Prints what is missing.
+ntf_check() {
+    "$PYTHON" - "$WORK" "$@" <<'EOF'
 import json, sys
-path, peer_id, reason = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-n = 0
-with open(path) as f:
-    for line in f:
-        line = line.strip()
-        if not line:
-            continue
-        m = json.loads(line)
-        if m.get("name") != "peer-del-ntf":
-            continue
-        peer = m.get("msg", {}).get("peer", {})
-        if peer.get("id") == peer_id and reason in ("*", peer.get("del-reason")):
-            n += 1
-print(n)
+work, args = sys.argv[1], sys.argv[2:]
+only = args[:1] == ["--only"]
+wanted = [a.split(":") for a in args[only:]]
+
+def seen(ns):
+    out = []
+    try:
+        with open(f"{work}/monitor-{ns}.jsonl") as f:
+            for line in f:
+                if line.strip():
+                    out.append(json.loads(line))
+    except FileNotFoundError:
+        pass
+    return out
+
+ok = True
+by_ns = {}
+for ns, peer_id, reason in wanted:
+    by_ns.setdefault(ns, []).append((int(peer_id), reason))
+for ns, wants in by_ns.items():
+    ntfs = seen(ns)
+    dels = [m["msg"]["peer"] for m in ntfs if m.get("name") == "peer-del-ntf"]
+    for peer_id, reason in wants:
+        n = sum(1 for p in dels if p.get("id") == peer_id and reason in ("*", p.get("del-reason")))
+        if n != 1:
+            ok = False
+            print(f"namespace {ns}: {n} peer-del-ntf for peer {peer_id} with reason {reason}, expected 1")
+    if only and len(ntfs) != len(wants):
+        ok = False
+        print(f"namespace {ns}: {len(ntfs)} notifications, expected {len(wants)}: {ntfs}")
+sys.exit(0 if ok else 1)
 EOF
 }
 
-# ntf_seen P ID REASON: exactly one such notification so far.
-ntf_seen() {
-    [ "$(ntf_count "$@")" = 1 ]
-}
-
-# ntf_wait SECONDS P ID REASON: waits (bounded) until it is seen once.
+# ntf_wait SECONDS P:ID:REASON...: waits (bounded) until ntf_check passes.
 ntf_wait() {
     local seconds=$1
     shift
-    wait_until "$seconds" ntf_seen "$@" ||
-        fail "namespace $1: no single peer-del-ntf for peer $2 with reason $3; monitor:" \
-            "$(cat "$WORK/monitor-$1.jsonl")"
+    wait_until "$seconds" ntf_check "$@" >/dev/null || ntf_check "$@"
 }
 
 # peer_absent P IFACE ID: PEER_GET for the peer fails.

@@ -64,7 +64,7 @@ data_flows() {
 # namespace P, from SRC_ADDR:SRC_PORT (bound with SO_REUSEADDR and
 # SO_REUSEPORT next to the holder's socket).
 send_udp() {
-    in_ns "$1" timeout 5 python3 - "${@:2}" <<'EOF'
+    in_ns "$1" timeout 5 "$PYTHON" - "${@:2}" <<'EOF'
 import socket, sys
 src, sport, dst, dport, payload = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), bytes.fromhex(sys.argv[5])
 family = socket.AF_INET6 if ":" in src else socket.AF_INET
@@ -85,7 +85,7 @@ random_hex() {
 # from the address FROM ("ADDR:PORT", or "ADDR:*" for any port) with exactly
 # these bytes (an IPv4-mapped IPv6 source counts as the IPv4 address).
 control_count() {
-    python3 - "$WORK/control-$1.out" "$2" "$3" <<'EOF'
+    "$PYTHON" - "$WORK/control-$1.out" "$2" "$3" <<'EOF'
 import ipaddress, json, sys
 path, want_from, want_hex = sys.argv[1:4]
 
@@ -114,9 +114,13 @@ control_lines() {
     grep -c '"payload"' "$WORK/control-$1.out"
 }
 
+control_arrived() {
+    [ "$(control_count "$@")" -ge 1 ]
+}
+
 # expect_control NAME FROM HEX: the packet arrives once (within 5 s).
 expect_control() {
-    wait_until 5 test "$(control_count "$@")" -ge 1
+    wait_until 5 control_arrived "$@"
     local n
     n=$(control_count "$@")
     echo "holder $1: $n x from $2: $3"
@@ -171,7 +175,7 @@ tcp_control() {
     local one two
     one=38$(random_hex 30)
     two=20$(random_hex 997)
-    in_ns 1 timeout 15 python3 - "$one" "$two" >"$WORK/tcp-client.out" 2>&1 <<'EOF' &
+    in_ns 1 timeout 15 "$PYTHON" - "$one" "$two" >"$WORK/tcp-client.out" 2>&1 <<'EOF' &
 import socket, sys, time
 frames = [bytes.fromhex(h) for h in sys.argv[1:]]
 s = socket.create_connection(("198.18.1.1", 2), timeout=5)
