@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ovpn_core::{DelReason, Notification};
+use ovpn_core::{DelReason, Notification, TransportId};
 use ovpn_netlink::ack::{self, AckOptions, Rejection};
 use ovpn_netlink::errno::{EINVAL, EPERM};
 use ovpn_netlink::nlmsg::{Messages, NLM_F_ACK, NLM_F_REQUEST, NLMSG_MIN_TYPE, NlMsg};
@@ -227,6 +227,7 @@ impl Server {
                 .next_keepalive()
                 .map_or(next_tick, |k| k.min(next_tick));
             let timeout = deadline.saturating_duration_since(now);
+            self.transports.watch_owners(&self.epoll);
             self.epoll.wait(&mut events, Some(timeout))?;
             let ready: Vec<_> = events.iter().collect();
             for event in ready {
@@ -243,7 +244,10 @@ impl Server {
                         let _ = self.wake.drain();
                     }
                     T_ROUTES => self.read_routes(),
-                    token => self.serve(token),
+                    token => match crate::transport::owner_token(token) {
+                        Some(transport) => self.owner_exited(transport),
+                        None => self.serve(token),
+                    },
                 }
             }
             self.run_keepalives(Instant::now());
@@ -515,14 +519,27 @@ impl Server {
     }
 
     /// Close detection (`docs/control-transport.md`, "Closing"): peers of a
-    /// socket its owner closed go with reason `transport-disconnect`.
+    /// socket its owner closed go with reason `transport-disconnect`. Runs
+    /// once a second for owners that closed the descriptor but live on.
     fn detect_closed(&mut self) {
         for (id, dev) in self.transports.closed() {
-            let removed = dev.core.close_transport(id, DelReason::TransportDisconnect);
-            tracing::debug!(transport = id.0, removed, "transport closed by its owner");
-            if removed == 0 {
-                self.transports.release(id);
-            }
+            self.transport_closed(id, &dev);
+        }
+    }
+
+    /// The pidfd of a transport's owner fired: the owner exited, which
+    /// closed its descriptor, and the kernel would react at once.
+    fn owner_exited(&mut self, id: TransportId) {
+        if let Some(dev) = self.transports.owner_exited(id) {
+            self.transport_closed(id, &dev);
+        }
+    }
+
+    fn transport_closed(&mut self, id: TransportId, dev: &DeviceShared) {
+        let removed = dev.core.close_transport(id, DelReason::TransportDisconnect);
+        tracing::debug!(transport = id.0, removed, "transport closed by its owner");
+        if removed == 0 {
+            self.transports.release(id);
         }
     }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ovpn_core::device::control::{ControlError, Errno, SocketAttach};
 use ovpn_core::{Transport, TransportId, TransportKind};
-use ovpn_sys::poll::{EventFd, Interest};
+use ovpn_sys::poll::{Epoll, EventFd, Interest};
 use ovpn_sys::proc::PidFd;
 use ovpn_sys::sockinfo::{self, SocketInfo};
 use ovpn_sys::tcp::FrameWriter;
@@ -32,6 +32,9 @@ const EBUSY: i32 = 16;
 const EINVAL: i32 = 22;
 const ENOTSOCK: i32 = 88;
 const EOPNOTSUPP: i32 = 95;
+
+/// Marks the event-loop tokens of owner pidfds; the rest is the transport id.
+const OWNER_TOKEN: u64 = 1 << 62;
 
 /// Queue for outgoing TCP frames: room for many full-size frames.
 const TCP_WRITE_QUEUE: usize = 1 << 20;
@@ -131,7 +134,11 @@ struct Entry {
     inode: u64,
     local_port: u16,
     owner_pid: i32,
+    /// Readable once the owner exits; in the control thread's event loop
+    /// from the first [`Transports::watch_owners`] on (`watched`), taken
+    /// out of it (dropped) once it fired.
     pidfd: Option<PidFd>,
+    watched: bool,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -201,6 +208,37 @@ impl Transports {
             .collect()
     }
 
+    /// Puts the pidfd of every owner not yet watched into `epoll`, so the
+    /// exit of a process holding a socket wakes the control thread at once
+    /// (the kernel reacts to the close itself, §2.8). The event's token
+    /// gives the transport back through [`owner_token`].
+    pub(crate) fn watch_owners(&mut self, epoll: &Epoll) {
+        for (id, entry) in &mut self.entries {
+            let Some(pidfd) = entry.pidfd.as_ref().filter(|_| !entry.watched) else {
+                continue;
+            };
+            match epoll.add(pidfd.as_fd(), OWNER_TOKEN | id.0, Interest::READABLE) {
+                Ok(()) => entry.watched = true,
+                Err(error) => {
+                    // The once-a-second check still covers it.
+                    tracing::debug!(%error, transport = id.0, "owner pidfd not watched");
+                    entry.pidfd = None;
+                }
+            }
+        }
+    }
+
+    /// The owner of transport `id` exited (its pidfd fired): the pidfd
+    /// leaves the event loop, and the transport is returned with its device
+    /// if its owner indeed no longer holds it.
+    pub(crate) fn owner_exited(&mut self, id: TransportId) -> Option<Arc<DeviceShared>> {
+        let entry = self.entries.get_mut(&id)?;
+        // Dropping the only descriptor of the pidfd removes it from the
+        // epoll set; level-triggered, it would fire again and again.
+        entry.pidfd = None;
+        (!owner_holds(entry)).then(|| entry.device.clone())
+    }
+
     /// Ids of all transports.
     pub(crate) fn ids(&self) -> Vec<TransportId> {
         self.entries.keys().copied().collect()
@@ -209,6 +247,11 @@ impl Transports {
     fn by_inode(&self, inode: u64) -> Option<&Entry> {
         self.entries.values().find(|e| e.inode == inode)
     }
+}
+
+/// The transport whose owner pidfd an event-loop `token` stands for.
+pub(crate) fn owner_token(token: u64) -> Option<TransportId> {
+    (token & OWNER_TOKEN != 0).then_some(TransportId(token & !OWNER_TOKEN))
 }
 
 fn owner_holds(entry: &Entry) -> bool {
@@ -407,6 +450,7 @@ impl SocketAttach for Attacher<'_> {
                 local_port,
                 owner_pid: self.pid,
                 pidfd: PidFd::open(self.pid).ok(),
+                watched: false,
                 worker: Some(worker),
             },
         );
@@ -447,6 +491,15 @@ mod tests {
         );
         assert_eq!(socket_inode(std::path::Path::new("/dev/null")), None);
         assert_eq!(socket_inode(std::path::Path::new("socket:[x]")), None);
+    }
+
+    #[test]
+    fn owner_tokens_carry_the_transport_id() {
+        let id = TransportId(42);
+        assert_eq!(owner_token(OWNER_TOKEN | id.0), Some(id));
+        // Connection tokens count up from 16 and never reach the mark.
+        assert_eq!(owner_token(16), None);
+        assert_eq!(owner_token(1 << 40), None);
     }
 
     #[test]
