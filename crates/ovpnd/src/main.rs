@@ -25,6 +25,7 @@ mod rtnl;
 mod server;
 mod transport;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -99,8 +100,11 @@ fn init_logging(options: &Options) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&options.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person watching: a log file or a journal gets
+    // plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match options.log_format {
         LogFormat::Full => builder.init(),
