@@ -40,6 +40,8 @@ STAGES_FAILED=0
 STAGES_XFAILED=0
 STAGES_XPASSED=0
 STARTED_PIDS=()
+# Extra arguments of every ovpnd.
+OVPND_ARGS=()
 MONITOR_PID=()
 NAMESPACES=()
 declare -A EXPECTED_FAILURE=()
@@ -236,7 +238,7 @@ add_namespace() {
     ip netns exec "$name" sysctl -qw net.ipv6.conf.all.accept_dad=0 \
         net.ipv6.conf.default.accept_dad=0 || return 1
     ip netns exec "$name" "$OVPND" --run-dir "$(rundir "$p")" \
-        --log-level "${OVPND_LOG_LEVEL:-info}" >"$WORK/ovpnd$p.log" 2>&1 &
+        --log-level "${OVPND_LOG_LEVEL:-info}" "${OVPND_ARGS[@]}" >"$WORK/ovpnd$p.log" 2>&1 &
     own_pid $!
 }
 
@@ -487,8 +489,9 @@ peer_json() {
 
 # ntf_check [--only] P:ID:REASON...: every namespace P's monitor printed
 # exactly one peer-del-ntf for peer ID with REASON ("*" for any reason).
-# With --only, those namespaces printed no other notification either.
-# Prints what is missing.
+# With --only, those namespaces printed no other notification either
+# (peer-float-ntf aside: float_ntf_check counts those). Prints what is
+# missing.
 ntf_check() {
     "$PYTHON" - "$WORK" "$@" <<'EOF'
 import json, sys
@@ -512,7 +515,7 @@ by_ns = {}
 for ns, peer_id, reason in wanted:
     by_ns.setdefault(ns, []).append((int(peer_id), reason))
 for ns, wants in by_ns.items():
-    ntfs = seen(ns)
+    ntfs = [m for m in seen(ns) if m.get("name") != "peer-float-ntf"]
     dels = [m["msg"]["peer"] for m in ntfs if m.get("name") == "peer-del-ntf"]
     for peer_id, reason in wants:
         n = sum(1 for p in dels if p.get("id") == peer_id and reason in ("*", p.get("del-reason")))
@@ -522,6 +525,29 @@ for ns, wants in by_ns.items():
     if only and len(ntfs) != len(wants):
         ok = False
         print(f"namespace {ns}: {len(ntfs)} notifications, expected {len(wants)}: {ntfs}")
+sys.exit(0 if ok else 1)
+EOF
+}
+
+# float_ntf_check ID:ADDR...: the server's monitor printed exactly one
+# peer-float-ntf for each peer ID, with remote ADDR port 1, and no other.
+float_ntf_check() {
+    "$PYTHON" - "$WORK/monitor-0.jsonl" "$@" <<'EOF'
+import json, sys
+ntfs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+floats = [m["msg"]["peer"] for m in ntfs if m.get("name") == "peer-float-ntf"]
+want = dict(a.split(":", 1) for a in sys.argv[2:])
+ok = True
+for pid, addr in want.items():
+    got = [(p.get("remote-ipv4") or p.get("remote-ipv6"), p.get("remote-port"))
+           for p in floats if p.get("id") == int(pid)]
+    if got != [(addr, 1)]:
+        ok = False
+        print(f"peer {pid}: float notifications {got}, expected one for {addr} port 1")
+extra = [p for p in floats if str(p.get("id")) not in want]
+if extra:
+    ok = False
+    print(f"unexpected float notifications: {extra}")
 sys.exit(0 if ok else 1)
 EOF
 }

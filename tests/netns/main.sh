@@ -21,6 +21,10 @@ for ((p = 1; p <= N; p++)); do CLIENTS+=("$p"); done
 # How many pings each ping stage sends per client.
 PINGS=${OVPN_NETNS_PINGS:-100}
 
+# The later kernels' PEER_FLOAT_NTF (kernel-behaviour §11), off by default
+# in ovpnd as in 6.16.
+[ "$FLOAT" = 1 ] && OVPND_ARGS+=(--float-notifications)
+
 log "transport $PROTO, cipher $ALG, float $FLOAT, MTU ${MTU:-default}, $N clients"
 
 setup() {
@@ -47,6 +51,22 @@ add_keys() {
     install_keys "$ALG" primary 0 "${CLIENTS[@]}"
 }
 
+# The links as created: kind ovpn, the mode asked for, the MTU (default
+# 1500 - 84 = 1416, kernel-behaviour §1.2), up; the kernel's view agrees.
+links() {
+    local p mode j
+    for ((p = 0; p <= N; p++)); do
+        mode=p2p
+        [ "$p" = 0 ] && mode=mp
+        j=$(ovpn_ns "$p" --json link show "tun$p") || return 1
+        echo "$j"
+        [ "$(pyj "d.get('kind'), d.get('mode'), d.get('mtu'), d.get('up')" <<<"$j")" = \
+            "('ovpn', '$mode', ${MTU:-1416}, True)" ] || fail "tun$p: not ovpn/$mode/MTU ${MTU:-1416}/up" || return 1
+        ip -n "$(ns "$p")" link show "tun$p" | grep -q " mtu ${MTU:-1416} " ||
+            fail "ip link does not show MTU ${MTU:-1416} on tun$p" || return 1
+    done
+}
+
 keepalive_60_120() {
     set_keepalive_both 60:120 "${CLIENTS[@]}" || return 1
     local j
@@ -54,6 +74,21 @@ keepalive_60_120() {
     echo "$j"
     [ "$(pyj "d['peer']['keepalive-interval'], d['peer']['keepalive-timeout']" <<<"$j")" = "(60, 120)" ] ||
         fail "server peer 1 does not report keepalive 60/120"
+}
+
+# MTU 1500 on the tunnels: a full-size inner packet with DF set crosses a
+# 1500-byte veth only because the outer packet may fragment (§3.3).
+ping_df_1500() {
+    local p pids=() rc=0
+    for p in "${CLIENTS[@]}"; do
+        ping_from 0 "$(vpn_addr "$p")" "$PINGS" -s 1472 -M do >"$WORK/ping-df-$p.out" 2>&1 &
+        pids+=($!)
+    done
+    for p in "${!pids[@]}"; do
+        wait "${pids[p]}" || rc=1
+        tail -n 2 "$WORK/ping-df-$((p + 1)).out"
+    done
+    return "$rc"
 }
 
 lan_ping() {
@@ -124,6 +159,17 @@ float_ipv6() {
     for p in "${v6[@]}"; do
         expect_remote "$p" "2001:db8:0:$p::3" || return 1
     done
+}
+
+# ovpnd --float-notifications: one PEER_FLOAT_NTF per floated peer, with its
+# new remote (the later selftests' JSON check, §9.7).
+float_notifications() {
+    cat "$WORK/monitor-0.jsonl"
+    local p expect=()
+    for p in "${CLIENTS[@]}"; do
+        expect+=("$p:$(current_client_addr "$p")")
+    done
+    float_ntf_check "${expect[@]}"
 }
 
 iperf3_bulk() {
@@ -247,6 +293,37 @@ sys.exit(0 if ok else 1)
 EOF
 }
 
+# Keepalives keep an idle peer alive (§2.7): interval 1, timeout 3 on both
+# ends of the last client, no traffic for 4.5 s. Both ends still have the
+# peer, and each sent and received at least 3 keepalives, which count in
+# the link counters only.
+keepalive_keeps_alive() {
+    local p=$N
+    set_keepalive_both 1:3 "$p" || return 1
+    local before_s before_c after_s after_c
+    before_s=$(counters_of 0 tun0 "$p") && before_c=$(counters_of "$p" "tun$p" "$p") || return 1
+    sleep 4.5
+    after_s=$(counters_of 0 tun0 "$p") && after_c=$(counters_of "$p" "tun$p" "$p") || return 1
+    set_keepalive_both 60:120 "$p" || return 1
+    echo "counters ($COUNTERS)"
+    echo "server before $before_s / after $after_s"
+    echo "client before $before_c / after $after_c"
+    "$PYTHON" - "$before_s" "$after_s" "$before_c" "$after_c" <<'EOF'
+import sys
+bs, as_, bc, ac = (list(map(int, a.split())) for a in sys.argv[1:5])
+ok = True
+for side, b, a in (("server", bs, as_), ("client", bc, ac)):
+    d = [y - x for x, y in zip(b, a)]
+    sent, received = d[3] - d[1], d[2] - d[0]
+    print(f"{side}: keepalives sent {sent}, received {received}")
+    ok &= sent >= 3 and received >= 3
+sys.exit(0 if ok else 1)
+EOF
+    [ $? = 0 ] || fail "fewer than 3 keepalives each way" || return 1
+    ! peer_absent 0 tun0 "$p" && ! peer_absent "$p" "tun$p" "$p" ||
+        fail "peer $p expired although keepalives flowed"
+}
+
 # Selftests step 8 with the notification the later selftests check.
 peer_del() {
     ovpn_ns 0 peer del tun0 --id 1 || return 1
@@ -365,11 +442,13 @@ notifications() {
 required_stage topology setup
 required_stage peers add_peers
 required_stage keys add_keys
+stage links links
 stage keepalive-60-120 keepalive_60_120
 required_stage ping-server-to-clients ping_parallel server "$PINGS" 56 "${CLIENTS[@]}"
 stage ping-large-server-to-clients ping_parallel server "$PINGS" 3000 "${CLIENTS[@]}"
 stage ping-clients-to-server ping_parallel client "$PINGS" 56 "${CLIENTS[@]}"
 stage ping-large-clients-to-server ping_parallel client "$PINGS" 3000 "${CLIENTS[@]}"
+[ -n "${MTU:-}" ] && stage ping-df-1500-server-to-clients ping_df_1500
 stage ping-lan-behind-client1 lan_ping
 if [ "$FLOAT" = 1 ]; then
     required_stage float-move-ipv4 float_move_ipv4
@@ -377,11 +456,15 @@ if [ "$FLOAT" = 1 ]; then
     stage float-server-follows float_remote_follows
     stage float-ping-server-to-clients ping_parallel server "$PINGS" 56 "${CLIENTS[@]}"
     stage float-ipv6 float_ipv6
+    stage float-notifications float_notifications
 fi
 stage iperf3-tcp-3s iperf3_bulk
 stage key-rotation-under-traffic key_rotation
 stage peer-get peer_get
 stage counters counters
+case $SCENARIO in
+    main | tcp) stage keepalive-keeps-idle-peer keepalive_keeps_alive ;;
+esac
 stage peer-del peer_del
 stage key-get-both-slots key_get_both_slots
 stage peer-del-under-traffic peer_del_under_traffic
