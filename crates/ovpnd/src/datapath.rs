@@ -15,11 +15,9 @@
 //! (TSO/USO) and UDP sockets use neither GSO nor GRO, although `ovpn-sys`
 //! offers all of them; using them needs the batch to carry segment sizes and
 //! the `--no-gso`/`--no-gro`/`--no-tso` switches DESIGN.md asks for.
-//! TODO: `send_all` allocates two small vectors per TUN batch; keep them in
-//! the worker and clear them instead.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -42,6 +40,14 @@ const UDP_BATCH: usize = 32;
 const PACKET_BUF: usize = 65536 + HEADER_LEN;
 /// Longest wait before a worker looks at its stop flag again.
 const IDLE: Duration = Duration::from_millis(500);
+
+/// Fills the unused places of a batch's datagram array.
+const UNUSED: udp::Transmit<'static> = udp::Transmit {
+    destination: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+    source: None,
+    contents: &[],
+    segment_size: None,
+};
 
 const EAGAIN: i32 = 11;
 const EINVAL: i32 = 22;
@@ -131,9 +137,14 @@ fn tun_worker(dev: &DeviceShared, queue: usize) -> ovpn_sys::Result<()> {
 }
 
 /// Sends encrypted packets: one `sendmmsg` per UDP socket, frames queued
-/// on TCP streams.
+/// on TCP streams. `ready[i]` is the packet in `bufs[i]`; at most
+/// [`TUN_BATCH`] of them (more are dropped). Allocates nothing: the
+/// bookkeeping lives in arrays of the batch's size on the stack.
 fn send_all(dev: &DeviceShared, bufs: &[Vec<u8>], ready: &[Transmit], batch: &mut SendBatch) {
-    let mut done = vec![false; ready.len()];
+    let ready = &ready[..ready.len().min(TUN_BATCH)];
+    let mut done = [false; TUN_BATCH];
+    let mut datagrams = [UNUSED; TUN_BATCH];
+    let mut peer_ids = [0u32; TUN_BATCH];
     for i in 0..ready.len() {
         if done[i] {
             continue;
@@ -148,8 +159,9 @@ fn send_all(dev: &DeviceShared, bufs: &[Vec<u8>], ready: &[Transmit], batch: &mu
             }
             continue;
         };
-        let mut datagrams = Vec::new();
-        let mut peer_ids = Vec::new();
+        // The packets of this transport, in order; `count` stays below
+        // `ready.len()`, so within the arrays.
+        let mut count = 0;
         for (j, t) in ready.iter().enumerate().skip(i) {
             if t.transport != transport {
                 continue;
@@ -158,20 +170,21 @@ fn send_all(dev: &DeviceShared, bufs: &[Vec<u8>], ready: &[Transmit], batch: &mu
             let packet = &bufs[j][..t.len];
             match (&io.io, t.endpoint) {
                 (Io::Udp(_), Endpoint::Udp { remote, local }) => {
-                    datagrams.push(udp::Transmit {
+                    datagrams[count] = udp::Transmit {
                         destination: remote,
                         source: local,
                         contents: packet,
                         segment_size: None,
-                    });
-                    peer_ids.push(t.peer_id);
+                    };
+                    peer_ids[count] = t.peer_id;
+                    count += 1;
                 }
                 (Io::Tcp(tcp), _) => tcp_queue(dev, &io, tcp, packet),
                 _ => dev.core.stats().count_drop(DropReason::TxNoTransport),
             }
         }
         if let Io::Udp(udp) = &io.io {
-            udp_send(dev, udp, batch, &mut datagrams, &peer_ids);
+            udp_send(dev, udp, batch, &mut datagrams[..count], &peer_ids[..count]);
         }
     }
 }
