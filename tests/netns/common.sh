@@ -90,6 +90,7 @@ stage() {
     else
         STAGES_FAILED=$((STAGES_FAILED + 1))
         echo "FAIL: $SCENARIO/$name (${took} s)"
+        [ -s "$logfile" ] || echo "    | (the stage printed nothing; exit status $status)"
         tail -n 25 "$logfile" | sed 's/^/    | /'
     fi
     return "$status"
