@@ -188,6 +188,50 @@ impl<F: AsFd> UdpIo<F> {
         }
     }
 
+    /// Makes the receive buffer hold at least `bytes` (as the kernel counts
+    /// them, bookkeeping included); a larger buffer is left alone. Uses
+    /// `SO_RCVBUFFORCE` where allowed (`CAP_NET_ADMIN`), so
+    /// `net.core.rmem_max` does not cap it, else `SO_RCVBUF`. Returns the
+    /// size the socket has afterwards.
+    ///
+    /// # Errors
+    ///
+    /// `getsockopt(SO_RCVBUF)` or `setsockopt(SO_RCVBUF)` failing.
+    pub fn grow_recv_buffer(&self, bytes: usize) -> Result<usize> {
+        let size = || {
+            getsockopt_int(
+                self.fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                "getsockopt(SO_RCVBUF)",
+            )
+            .map(|n| usize::try_from(n).unwrap_or(0))
+        };
+        if size()? >= bytes {
+            return size();
+        }
+        // The kernel doubles the value it is given (bookkeeping overhead)
+        // and reports the doubled size.
+        let asked = libc::c_int::try_from(bytes / 2).unwrap_or(libc::c_int::MAX / 2);
+        let forced = setsockopt(
+            self.fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            asked,
+            "setsockopt(SO_RCVBUFFORCE)",
+        );
+        if forced.is_err() {
+            setsockopt(
+                self.fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                asked,
+                "setsockopt(SO_RCVBUF)",
+            )?;
+        }
+        size()
+    }
+
     /// Receives up to `batch.capacity()` datagrams; blocks (on a blocking
     /// socket) until at least one is there, then takes what is queued.
     /// Returns how many were received; read them with [`RecvBatch::get`].
@@ -702,6 +746,20 @@ mod tests {
             contents,
             segment_size,
         }
+    }
+
+    #[test]
+    fn receive_buffer_only_grows() {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let io = UdpIo::new(&sock).unwrap();
+        let before = io.grow_recv_buffer(0).unwrap();
+        assert!(before > 0);
+        // Within net.core.rmem_max (at least 200 KiB on any Linux), so
+        // SO_RCVBUF alone reaches it without privileges.
+        let wanted = before + 64 * 1024;
+        let grown = io.grow_recv_buffer(wanted).unwrap();
+        assert!(grown >= wanted, "{grown} < {wanted}");
+        assert_eq!(io.grow_recv_buffer(1024).unwrap(), grown, "never shrinks");
     }
 
     #[test]
