@@ -36,6 +36,10 @@ const EOPNOTSUPP: i32 = 95;
 /// Marks the event-loop tokens of owner pidfds; the rest is the transport id.
 const OWNER_TOKEN: u64 = 1 << 62;
 
+/// Receive buffer of an attached UDP socket, at least: about 60 ms of
+/// datagrams at 500 Mbit/s.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
 /// Queue for outgoing TCP frames: room for many full-size frames.
 const TCP_WRITE_QUEUE: usize = 1 << 20;
 
@@ -421,10 +425,17 @@ impl SocketAttach for Attacher<'_> {
                 failed: AtomicBool::new(false),
             })
         } else {
-            Io::Udp(
-                UdpIo::new(found.fd)
-                    .map_err(|e| attach_error(e.raw_os_error().unwrap_or(EINVAL)))?,
-            )
+            let udp = UdpIo::new(found.fd)
+                .map_err(|e| attach_error(e.raw_os_error().unwrap_or(EINVAL)))?;
+            // In the kernel, data packets never wait in the socket's receive
+            // queue: the encapsulation hook takes them as they arrive. Here
+            // they queue until the receiving thread gets the CPU, so the
+            // queue must absorb bursts; a small one drops them and every TCP
+            // flow in the tunnel slows down.
+            if let Err(error) = udp.grow_recv_buffer(UDP_RECV_BUFFER) {
+                tracing::debug!(%error, "udp receive buffer not grown");
+            }
+            Io::Udp(udp)
         };
         self.transports.next_id += 1;
         let id = TransportId(self.transports.next_id);

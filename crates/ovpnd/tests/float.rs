@@ -51,6 +51,12 @@ impl End {
         }
         let req = request(&mut genl, family, &OvpnMsg::peer_new(ifindex, peer));
         genl.ok(&req, &[socket.as_fd()]);
+        // Data packets queue in the socket until the daemon reads them, so
+        // it made the receive queue large enough for bursts.
+        let rcvbuf = ovpn_sys::udp::UdpIo::new(&socket)
+            .and_then(|io| io.grow_recv_buffer(0))
+            .expect("SO_RCVBUF");
+        assert!(rcvbuf >= 4 << 20, "receive buffer of {rcvbuf} bytes");
         let req = request(&mut genl, family, &OvpnMsg::key_new(ifindex, key(a_side)));
         genl.ok(&req, &[]);
         ns.ip(&["addr", "add", vpn, "dev", "ovpn0"]);
