@@ -50,7 +50,7 @@ close_under_traffic() {
     sleep 1
     local holders
     holders=$(holder_pids) || return 1
-    echo "killing the socket holders:" $holders
+    echo "killing the socket holders: ${holders//$'\n'/ }"
     # shellcheck disable=SC2086 # one pid per word
     kill -TERM $holders || return 1
     local rc=0 expect=()

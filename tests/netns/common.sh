@@ -42,6 +42,7 @@ STAGES_XPASSED=0
 STARTED_PIDS=()
 # Extra arguments of every ovpnd.
 OVPND_ARGS=()
+# shellcheck disable=SC2034 # the monitors' pids by namespace, for scenarios
 MONITOR_PID=()
 NAMESPACES=()
 declare -A EXPECTED_FAILURE=()
@@ -71,7 +72,9 @@ expect_failure() {
 stage() {
     local name=$1
     shift
-    local logfile="$WORK/stage-$(printf '%02d' $((STAGES_PASSED + STAGES_FAILED + STAGES_XFAILED + STAGES_XPASSED)))-$name.log"
+    local index=$((STAGES_PASSED + STAGES_FAILED + STAGES_XFAILED + STAGES_XPASSED))
+    local logfile
+    logfile=$WORK/stage-$(printf '%02d' "$index")-$name.log
     local start=$SECONDS status
     { "$@"; } >"$logfile" 2>&1
     status=$?
@@ -133,10 +136,10 @@ ensure_binaries() {
     fi
     OVPN=$OVPN_BIN_DIR/ovpn
     OVPND=$OVPN_BIN_DIR/ovpnd
-    [ -x "$OVPN" ] && [ -x "$OVPND" ] || {
+    if [ ! -x "$OVPN" ] || [ ! -x "$OVPND" ]; then
         echo "no ovpn/ovpnd in $OVPN_BIN_DIR" >&2
         return 1
-    }
+    fi
     export OVPN_BIN_DIR
 }
 
@@ -257,6 +260,7 @@ start_monitor() {
     ip netns exec "$(ns "$p")" "$OVPN" --backend daemon --daemon-dir "$(rundir "$p")" \
         --json monitor --duration "$MONITOR_SECONDS" \
         >"$WORK/monitor-$p.jsonl" 2>"$WORK/monitor-$p.err" &
+    # shellcheck disable=SC2034
     MONITOR_PID[p]=$!
     own_pid $!
 }
@@ -450,17 +454,17 @@ ping_from() {
 ping_parallel() {
     local dir=$1 count=$2 size=$3 p rc=0
     shift 3
-    local -A pids=()
+    local -A ping_pid=()
     for p in "$@"; do
         if [ "$dir" = server ]; then
             ping_from 0 "$(vpn_addr "$p")" "$count" -s "$size" >"$WORK/ping-$dir-$p.out" 2>&1 &
         else
             ping_from "$p" "$SERVER_VPN" "$count" -s "$size" >"$WORK/ping-$dir-$p.out" 2>&1 &
         fi
-        pids[$p]=$!
+        ping_pid[$p]=$!
     done
     for p in "$@"; do
-        if wait "${pids[$p]}"; then
+        if wait "${ping_pid[$p]}"; then
             echo "client $p: $(grep -E 'packets transmitted' "$WORK/ping-$dir-$p.out")"
         else
             echo "client $p: FAILED: $(cat "$WORK/ping-$dir-$p.out")"

@@ -81,7 +81,7 @@ keepalive_60_120() {
 ping_df_1500() {
     local p pids=() rc=0
     for p in "${CLIENTS[@]}"; do
-        ping_from 0 "$(vpn_addr "$p")" "$PINGS" -s 1472 -M do >"$WORK/ping-df-$p.out" 2>&1 &
+        ping_from 0 "$(vpn_addr "$p")" "$PINGS" -s 1472 -M "do" >"$WORK/ping-df-$p.out" 2>&1 &
         pids+=($!)
     done
     for p in "${!pids[@]}"; do
@@ -308,7 +308,7 @@ keepalive_keeps_alive() {
     echo "counters ($COUNTERS)"
     echo "server before $before_s / after $after_s"
     echo "client before $before_c / after $after_c"
-    "$PYTHON" - "$before_s" "$after_s" "$before_c" "$after_c" <<'EOF'
+    if ! "$PYTHON" - "$before_s" "$after_s" "$before_c" "$after_c" <<'EOF'; then
 import sys
 bs, as_, bc, ac = (list(map(int, a.split())) for a in sys.argv[1:5])
 ok = True
@@ -319,9 +319,12 @@ for side, b, a in (("server", bs, as_), ("client", bc, ac)):
     ok &= sent >= 3 and received >= 3
 sys.exit(0 if ok else 1)
 EOF
-    [ $? = 0 ] || fail "fewer than 3 keepalives each way" || return 1
-    ! peer_absent 0 tun0 "$p" && ! peer_absent "$p" "tun$p" "$p" ||
+        fail "fewer than 3 keepalives each way"
+        return 1
+    fi
+    if peer_absent 0 tun0 "$p" || peer_absent "$p" "tun$p" "$p"; then
         fail "peer $p expired although keepalives flowed"
+    fi
 }
 
 # Selftests step 8 with the notification the later selftests check.
