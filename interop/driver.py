@@ -643,7 +643,8 @@ class Interop:
                 kka = keepalives(kb, ka)
                 dka = keepalives(db, da)
                 want = QUIET_SECONDS // KEEPALIVE[0] - 1
-                c.details.append(f"keepalive: in {QUIET_SECONDS} s quiet, kernel received "
+                c.details.append(f"keepalive: between two reads at least {QUIET_SECONDS} s apart "
+                                 f"with no traffic, kernel received "
                                  f"{kka} keepalives, daemon {dka}")
                 if kka < want or dka < want:
                     raise StepError(f"too few keepalives in {QUIET_SECONDS} s: kernel got "
