@@ -109,9 +109,10 @@ print(n)
 EOF
 }
 
-# Lines that are control packets in holder NAME's output.
+# Lines that are control packets in holder NAME's output (the datagram
+# sent after the detach aside: udp-detached-holder-prints counts that one).
 control_lines() {
-    grep -c '"payload"' "$WORK/control-$1.out"
+    grep '"payload"' "$WORK/control-$1.out" | grep -c -v -F "\"${DETACHED_DATA:-none}\""
 }
 
 control_arrived() {
@@ -199,6 +200,34 @@ EOF
     return "$rc"
 }
 
+# §2.8 / §3.5: once the last peer of a UDP socket is gone the socket is
+# detached and works as a plain UDP socket again: everything that arrives,
+# DATA_V2 included, reaches its owner. Client 2 deletes its only peer and
+# the server sends a DATA_V2-looking datagram to client 2's socket.
+DETACHED_DATA=
+
+# The daemon lets go: the datagram is left to the socket's owner (it sits in
+# the socket's receive queue, or the holder already printed it).
+udp_detached_daemon_lets_go() {
+    ovpn_ns 2 peer del tun2 --id 2 || return 1
+    DETACHED_DATA=48000002$(random_hex 40)
+    send_udp 0 2001:db8:0:2::1 1 2001:db8:0:2::2 1 "$DETACHED_DATA" || return 1
+    detached_datagram_left
+}
+
+detached_datagram_left() {
+    local queued
+    queued=$(in_ns 2 ss -Hnu state all "( sport = :1 )" | awk '{ s += $2 } END { print s + 0 }')
+    echo "client 2: $queued bytes queued on port 1; printed $(control_count 2 "[2001:db8:0:2::1]:1" "$DETACHED_DATA") times"
+    [ "$queued" -gt 0 ] || control_arrived 2 "[2001:db8:0:2::1]:1" "$DETACHED_DATA"
+}
+
+# The holder (the control plane) gets it, as it would from the kernel.
+udp_detached_holder_prints() {
+    [ -n "$DETACHED_DATA" ] || fail "no datagram was sent" || return 1
+    expect_control 2 "[2001:db8:0:2::1]:1" "$DETACHED_DATA"
+}
+
 required_stage topology setup
 required_stage peers add_peers
 required_stage keys install_keys aes-gcm primary 0 "${CLIENTS[@]}"
@@ -211,5 +240,7 @@ stage udp-ipv6-server-to-client udp_control 2 0 2001:db8:0:2::1 1 2001:db8:0:2::
 stage udp-dropped-not-handed-up udp_dropped_not_handed_up
 stage tcp-control-frames tcp_control
 stage data-flows-after data_flows
+stage udp-detached-daemon-lets-go udp_detached_daemon_lets_go
+stage udp-detached-holder-prints udp_detached_holder_prints
 stage exactly-once exactly_once
 finish
