@@ -91,6 +91,36 @@ ping_df_1500() {
     return "$rc"
 }
 
+# Beyond the selftests (their tunnels carry IPv4 only): IPv6 inside the
+# tunnel. The server gives every peer a VPN IPv6 address with PEER_SET (MP
+# lookup by destination and RPF by source, §2.3–§2.5), the devices get
+# 2001:db8:1::/64 addresses, and pings go both ways.
+vpn6_addr() {
+    echo "2001:db8:1::$(($1 + 1))"
+}
+
+vpn_ipv6() {
+    local p rc=0
+    ip -n "$(ns 0)" addr add "$(vpn6_addr 0)/64" dev tun0 nodad || return 1
+    for p in "${CLIENTS[@]}"; do
+        ovpn_ns 0 peer set tun0 --id "$p" --vpn-ipv6 "$(vpn6_addr "$p")" || return 1
+        ip -n "$(ns "$p")" addr add "$(vpn6_addr "$p")/64" dev "tun$p" nodad || return 1
+    done
+    VPN6=1
+    local -A pid=()
+    for p in "${CLIENTS[@]}"; do
+        { ping_from 0 "$(vpn6_addr "$p")" "$PINGS" -s 1400 && ping_from "$p" "$(vpn6_addr 0)" "$PINGS"; } \
+            >"$WORK/ping6-$p.out" 2>&1 &
+        pid[$p]=$!
+    done
+    for p in "${CLIENTS[@]}"; do
+        wait "${pid[$p]}" || rc=1
+        echo "client $p: $(grep -E 'packets transmitted' "$WORK/ping6-$p.out" | tr '\n' ' ')"
+    done
+    return "$rc"
+}
+VPN6=0
+
 lan_ping() {
     ping_from 0 "$LAN_ADDR" "$PINGS"
 }
@@ -217,7 +247,9 @@ peer_get() {
     echo "MP: $dump"
     echo "P2P: $p2p"
     for p in "${CLIENTS[@]}"; do
-        expect+=("$p,$(vpn_addr "$p"),$(server_addr "$p"),$(current_client_addr "$p")")
+        local own6=-
+        [ "$VPN6" = 1 ] && own6=$(vpn6_addr "$p")
+        expect+=("$p,$(vpn_addr "$p"),$own6,$(server_addr "$p"),$(current_client_addr "$p")")
     done
     "$PYTHON" - "$PROTO" "$dump" "$p2p" "${expect[@]}" <<'EOF' || return 1
 import json, sys
@@ -233,9 +265,11 @@ def check(cond, what):
 peers = {e["peer"]["id"]: e["peer"] for e in dump}
 want = [a.split(",") for a in sys.argv[4:]]
 check(sorted(peers) == [int(w[0]) for w in want], f"MP dump lists peers {sorted(peers)}")
-for pid, vpn, local, remote in want:
+for pid, vpn, vpn6, local, remote in want:
     p = peers.get(int(pid), {})
     check(p.get("vpn-ipv4") == vpn, f"peer {pid}: vpn-ipv4 {p.get('vpn-ipv4')}, expected {vpn}")
+    if vpn6 != "-":
+        check(p.get("vpn-ipv6") == vpn6, f"peer {pid}: vpn-ipv6 {p.get('vpn-ipv6')}, expected {vpn6}")
     check(p.get("local-port") == 1, f"peer {pid}: local-port {p.get('local-port')}")
     fam = "ipv6" if ":" in remote else "ipv4"
     if proto == "udp":
@@ -453,6 +487,7 @@ stage ping-clients-to-server ping_parallel client "$PINGS" 56 "${CLIENTS[@]}"
 stage ping-large-clients-to-server ping_parallel client "$PINGS" 3000 "${CLIENTS[@]}"
 [ -n "${MTU:-}" ] && stage ping-df-1500-server-to-clients ping_df_1500
 stage ping-lan-behind-client1 lan_ping
+stage vpn-ipv6-ping-both-ways vpn_ipv6
 if [ "$FLOAT" = 1 ]; then
     required_stage float-move-ipv4 float_move_ipv4
     stage float-ping-clients-to-server ping_parallel client "$PINGS" 56 "${CLIENTS[@]}"
