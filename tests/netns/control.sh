@@ -44,7 +44,10 @@ hold_ready() {
 }
 
 setup() {
-    ensure_binaries && make_key_file && topology "$N" && make_udp_peers_file "$N"
+    ensure_binaries && make_key_file && topology "$N" && make_udp_peers_file "$N" || return 1
+    start_monitor 0
+    start_monitor 1
+    sleep 1
 }
 
 add_peers() {
@@ -228,6 +231,26 @@ udp_detached_holder_prints() {
     expect_control 2 "[2001:db8:0:2::1]:1" "$DETACHED_DATA"
 }
 
+# Selftests step 14 (teardown), observed: deleting a device removes its
+# peers with reason teardown, one PEER_DEL_NTF each (§1.4, §2.8), and the
+# device is gone for both the CLI and the kernel.
+link_del_teardown() {
+    ovpn_ns 0 link del tun0 || return 1
+    ovpn_ns 1 link del tun1 || return 1
+    ntf_wait 5 --only 0:1:teardown 0:2:teardown 0:3:teardown 1:1:teardown || return 1
+    local p
+    for p in 0 1; do
+        if ovpn_ns "$p" link show "tun$p" 2>&1; then
+            fail "ovpn link show still finds tun$p"
+            return 1
+        fi
+        if ip -n "$(ns "$p")" link show "tun$p" 2>/dev/null; then
+            fail "tun$p still exists"
+            return 1
+        fi
+    done
+}
+
 required_stage topology setup
 required_stage peers add_peers
 required_stage keys install_keys aes-gcm primary 0 "${CLIENTS[@]}"
@@ -243,4 +266,5 @@ stage data-flows-after data_flows
 stage udp-detached-daemon-lets-go udp_detached_daemon_lets_go
 stage udp-detached-holder-prints udp_detached_holder_prints
 stage exactly-once exactly_once
+stage link-del-teardown link_del_teardown
 finish
