@@ -8,6 +8,7 @@
 //! line, and holds; the parent returns once it reads that line, or fails with
 //! the child's status if the child ends first.
 
+use std::collections::BTreeSet;
 use std::env;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,7 +19,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ovpn::{Client, ControlPacket, Peer};
+use ovpn::{Client, ControlPacket, Event, Peer, Subscription};
 use serde_json::json;
 
 use super::args::{HoldArgs, PeerAttrs, PeerNewArgs, PeerNewMultiArgs};
@@ -28,8 +29,12 @@ use super::{Ctx, Failure};
 /// Set in the environment of the background process `--detach` starts.
 pub(crate) const CHILD_ENV: &str = "OVPN_DETACHED_CHILD";
 
-/// How often the holding loop looks for control packets.
+/// How often the holding loop looks for control packets on the socket.
 const POLL: Duration = Duration::from_secs(1);
+
+/// How long the holding loop waits for a packet from the daemon before it
+/// looks at the peer deletions.
+const DAEMON_POLL: Duration = Duration::from_millis(200);
 
 /// `peer new`.
 pub(crate) fn peer_new(ctx: &Ctx, args: &PeerNewArgs) -> Result<(), Failure> {
@@ -69,6 +74,7 @@ pub(crate) fn peer_new(ctx: &Ctx, args: &PeerNewArgs) -> Result<(), Failure> {
     let ifindex = client.ifindex(&args.ifname)?;
     let hold = created || args.hold.print_control || args.hold.detach;
     let via_daemon = args.hold.print_control && client.enable_control_packets()?;
+    let watch = via_daemon.then(|| client.subscribe()).transpose()?;
     client.peer_new(ifindex, &peer_from(args.id, &args.attrs), fd.as_fd())?;
     if !hold {
         if !ctx.json {
@@ -77,7 +83,8 @@ pub(crate) fn peer_new(ctx: &Ctx, args: &PeerNewArgs) -> Result<(), Failure> {
         return Ok(());
     }
     announce(ctx, &args.hold, &args.ifname, &[args.id])?;
-    hold_socket(ctx, &mut client, &fd, kind, &args.hold, via_daemon)
+    let source = Source::new(watch, ifindex, &[args.id]);
+    hold_socket(ctx, &mut client, &fd, kind, &args.hold, source)
 }
 
 /// `peer new-multi`.
@@ -94,13 +101,15 @@ pub(crate) fn peer_new_multi(ctx: &Ctx, args: &PeerNewMultiArgs) -> Result<(), F
     let mut client = ctx.client()?;
     let ifindex = client.ifindex(&args.ifname)?;
     let via_daemon = args.hold.print_control && client.enable_control_packets()?;
+    let watch = via_daemon.then(|| client.subscribe()).transpose()?;
     for peer in &peers {
         client
             .peer_new(ifindex, peer, fd.as_fd())
             .map_err(|e| Failure::new(format!("peer {}: {e}", peer.id.unwrap_or(0))))?;
     }
     announce(ctx, &args.hold, &args.ifname, &ids)?;
-    hold_socket(ctx, &mut client, &fd, Kind::Udp, &args.hold, via_daemon)
+    let source = Source::new(watch, ifindex, &ids);
+    hold_socket(ctx, &mut client, &fd, Kind::Udp, &args.hold, source)
 }
 
 /// PEER_NEW / PEER_SET attributes from the command line.
@@ -274,6 +283,59 @@ fn list(ids: &[u32]) -> String {
         .join(", ")
 }
 
+/// Where the holder finds the control packets of its socket.
+enum Source {
+    /// The socket itself (the kernel, or a daemon that let the socket go).
+    Socket,
+    /// The daemon hands them back on the client's connection while any of
+    /// `live` is a peer of `ifindex`; `watch` reports their deletion.
+    Daemon {
+        watch: Subscription,
+        ifindex: u32,
+        live: BTreeSet<u32>,
+    },
+}
+
+impl Source {
+    fn new(watch: Option<Subscription>, ifindex: u32, ids: &[u32]) -> Self {
+        match watch {
+            Some(watch) => Self::Daemon {
+                watch,
+                ifindex,
+                live: ids.iter().copied().collect(),
+            },
+            None => Self::Socket,
+        }
+    }
+
+    /// Takes in the peer deletions reported so far; `true` once the last of
+    /// the peers is gone, when the daemon no longer reads the socket
+    /// (kernel-behaviour §2.8, §3.5: the socket is detached and later
+    /// datagrams reach userspace as plain UDP).
+    fn all_deleted(&mut self) -> Result<bool, Failure> {
+        let Self::Daemon {
+            watch,
+            ifindex,
+            live,
+        } = self
+        else {
+            return Ok(true);
+        };
+        while let Some(n) = watch.next(Duration::ZERO)? {
+            if let Event::PeerDeleted {
+                ifindex: dev,
+                peer_id,
+                ..
+            } = n.event
+                && dev == *ifindex
+            {
+                live.remove(&peer_id);
+            }
+        }
+        Ok(live.is_empty())
+    }
+}
+
 /// Holds the socket until the process is stopped, printing control packets
 /// if asked to. Returns only on an error (the connection or daemon gone).
 fn hold_socket(
@@ -282,16 +344,24 @@ fn hold_socket(
     fd: &OwnedFd,
     kind: Kind,
     hold: &HoldArgs,
-    via_daemon: bool,
+    mut source: Source,
 ) -> Result<(), Failure> {
-    loop {
-        if !hold.print_control {
+    if !hold.print_control {
+        loop {
             std::thread::sleep(Duration::from_secs(3600));
-            continue;
         }
-        if via_daemon {
-            if let Some(p) = client.next_control_packet(POLL)? {
+    }
+    loop {
+        if matches!(source, Source::Daemon { .. }) {
+            if let Some(p) = client.next_control_packet(DAEMON_POLL)? {
                 print_control(ctx, &daemon_packet(&p, kind));
+            }
+            if source.all_deleted()? {
+                // What the daemon handed back before it let go comes first.
+                while let Some(p) = client.next_control_packet(Duration::ZERO)? {
+                    print_control(ctx, &daemon_packet(&p, kind));
+                }
+                source = Source::Socket;
             }
             continue;
         }
