@@ -279,8 +279,10 @@ pub(crate) struct PeerSetArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeyCmd {
-    /// Install a key in a slot. Key material is read from a file or standard
-    /// input, never from the command line, in one of three layouts:
+    /// Install a key in a slot (key material from a file or stdin).
+    ///
+    /// Key material is read from a file or standard input, never from the
+    /// command line, in one of three layouts:
     ///
     /// base64 (the kernel selftests' data64.key): at least 72 bytes once
     /// decoded, key A (0..32), key B (32..64), nonce tail (64..72);

@@ -157,6 +157,7 @@ fn peer(ctx: &Ctx, cmd: &PeerCmd) -> Result<(), Failure> {
             let mut client = ctx.client()?;
             let ifindex = client.ifindex(&a.ifname)?;
             client.peer_set(ifindex, &hold::peer_from(a.id, &a.attrs))?;
+            done(ctx, &format!("peer {} on {} changed", a.id, a.ifname));
             Ok(())
         }
         PeerCmd::Get { ifname, id } => {
@@ -188,6 +189,7 @@ fn peer(ctx: &Ctx, cmd: &PeerCmd) -> Result<(), Failure> {
             let mut client = ctx.client()?;
             let ifindex = client.ifindex(ifname)?;
             client.peer_del(ifindex, *id)?;
+            done(ctx, &format!("peer {id} deleted from {ifname}"));
             Ok(())
         }
     }
@@ -200,6 +202,21 @@ fn slot(s: SlotArg) -> KeySlot {
     }
 }
 
+fn slot_name(s: SlotArg) -> &'static str {
+    match s {
+        SlotArg::Primary => "primary",
+        SlotArg::Secondary => "secondary",
+    }
+}
+
+/// Confirms a request that has no reply, in human output only (with
+/// `--json`, success prints nothing, as YNL does).
+fn done(ctx: &Ctx, what: &str) {
+    if !ctx.json {
+        println!("{what}");
+    }
+}
+
 fn key(ctx: &Ctx, cmd: &KeyCmd) -> Result<(), Failure> {
     match cmd {
         KeyCmd::New(a) => {
@@ -207,6 +224,16 @@ fn key(ctx: &Ctx, cmd: &KeyCmd) -> Result<(), Failure> {
             let mut client = ctx.client()?;
             let ifindex = client.ifindex(&a.ifname)?;
             client.key_new(ifindex, &keyconf)?;
+            done(
+                ctx,
+                &format!(
+                    "key {} installed in the {} slot of peer {} on {}",
+                    a.key_id,
+                    slot_name(a.slot),
+                    a.peer,
+                    a.ifname
+                ),
+            );
         }
         KeyCmd::Get {
             ifname,
@@ -226,6 +253,7 @@ fn key(ctx: &Ctx, cmd: &KeyCmd) -> Result<(), Failure> {
             let mut client = ctx.client()?;
             let ifindex = client.ifindex(ifname)?;
             client.key_swap(ifindex, *peer)?;
+            done(ctx, &format!("keys of peer {peer} on {ifname} swapped"));
         }
         KeyCmd::Del {
             ifname,
@@ -235,6 +263,10 @@ fn key(ctx: &Ctx, cmd: &KeyCmd) -> Result<(), Failure> {
             let mut client = ctx.client()?;
             let ifindex = client.ifindex(ifname)?;
             client.key_del(ifindex, *peer, slot(*s))?;
+            done(
+                ctx,
+                &format!("{} key of peer {peer} on {ifname} deleted", slot_name(*s)),
+            );
         }
     }
     Ok(())
