@@ -1,9 +1,11 @@
 //! The worker threads of the data path (DESIGN.md "Data path";
 //! kernel-behaviour §3.3, §3.4, §4.5, §4.6):
 //!
-//! * a TUN worker per TUN queue: read a batch of inner packets, encrypt each
-//!   for its peer, send the UDP ones with one `sendmmsg` per socket and
-//!   queue the TCP ones on their stream;
+//! * a TUN worker per TUN queue: read a batch of inner packets (with TSO,
+//!   TCP super-packets, cut into segments by [`crate::offload`]), encrypt
+//!   each for its peer, send the UDP ones with one `sendmmsg` per socket
+//!   (the segments of a super-packet as one `UDP_SEGMENT` datagram train)
+//!   and queue the TCP ones on their stream;
 //! * a receiving thread per attached UDP socket: `recvmmsg`, decrypt, write
 //!   inner packets to the TUN interface, hand control packets back;
 //! * a thread per attached TCP stream: read frames (same as UDP), and write
@@ -11,10 +13,9 @@
 //!
 //! Nothing here logs above `debug`; every drop is a counter of the device.
 //!
-//! TODO: no offloads yet: the TUN interface has no virtio-net header
-//! (TSO/USO) and UDP sockets use neither GSO nor GRO, although `ovpn-sys`
-//! offers all of them; using them needs the batch to carry segment sizes and
-//! the `--no-gso`/`--no-gro`/`--no-tso` switches DESIGN.md asks for.
+//! Not yet: UDP GRO on receive and coalescing of received TCP segments into
+//! super-packets for the TUN interface (every received packet is one TUN
+//! write).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
@@ -27,13 +28,28 @@ use ovpn_core::wire::HEADER_LEN;
 use ovpn_core::{DelReason, DropReason, Endpoint, Received, RxSource, Transmit};
 use ovpn_sys::poll::{Epoll, Events, Interest};
 use ovpn_sys::tcp::{Flush, FrameReader};
+use ovpn_sys::tun::{VNET_HDR_LEN, VnetHeader};
 use ovpn_sys::udp::{self, RecvBatch, SendBatch};
+
+use crate::offload::{self, Segment};
 
 use crate::device::DeviceShared;
 use crate::transport::{Io, TcpIo, TransportIo};
 
-/// Packets read from the TUN interface per round.
+/// Reads from the TUN interface per round.
 const TUN_BATCH: usize = 32;
+/// The TUN worker's buffer for one round: read packets and the segments
+/// of super-packets, each behind room for the DATA_V2 header.
+const ARENA: usize = 2 << 20;
+/// Free arena space needed before another read: the largest read and the
+/// segments it may become (with a realistic MSS; a super-packet that needs
+/// more is dropped).
+const READ_ROOM: usize = 512 << 10;
+/// Datagrams per `UDP_SEGMENT` send (the kernel's limit).
+const GSO_SEGMENTS: usize = 64;
+/// Bytes per `UDP_SEGMENT` send (a UDP datagram's length field bounds the
+/// unsegmented whole).
+const GSO_BYTES: usize = 65_000;
 /// Datagrams received per `recvmmsg`.
 const UDP_BATCH: usize = 32;
 /// Room for the largest inner packet plus the DATA_V2 header.
@@ -89,6 +105,7 @@ pub(crate) fn spawn_transport_worker(
 /// TUN → encapsulate → UDP/TCP.
 fn tun_worker(dev: &DeviceShared, queue: usize) -> ovpn_sys::Result<()> {
     let tun = &dev.tun.queues()[queue];
+    let vnet = tun.has_vnet_hdr();
     let epoll = Epoll::new()?;
     epoll.add(std::os::fd::AsFd::as_fd(tun), IO, Interest::READABLE)?;
     epoll.add(
@@ -97,9 +114,10 @@ fn tun_worker(dev: &DeviceShared, queue: usize) -> ovpn_sys::Result<()> {
         Interest::READABLE,
     )?;
     let mut events = Events::with_capacity(4);
-    let mut bufs: Vec<Vec<u8>> = (0..TUN_BATCH).map(|_| vec![0; PACKET_BUF]).collect();
-    let mut ready: Vec<Transmit> = Vec::with_capacity(TUN_BATCH);
-    let mut send_batch = SendBatch::new(TUN_BATCH);
+    let mut arena = vec![0u8; ARENA];
+    let mut ready: Vec<(Transmit, usize)> = Vec::with_capacity(4 * TUN_BATCH);
+    let mut segments: Vec<Segment> = Vec::with_capacity(64);
+    let mut scratch = SendScratch::new();
 
     while !dev.stopping.load(Ordering::Acquire) {
         epoll.wait(&mut events, Some(IDLE))?;
@@ -107,14 +125,14 @@ fn tun_worker(dev: &DeviceShared, queue: usize) -> ovpn_sys::Result<()> {
             ready.clear();
             let now = Instant::now();
             let mut more = true;
-            while ready.len() < TUN_BATCH {
-                let buf = &mut bufs[ready.len()];
-                match tun.read(&mut buf[HEADER_LEN..]) {
-                    Ok(len) => {
-                        if let Ok(t) = dev.core.encapsulate(buf, len, now) {
-                            ready.push(t);
-                        }
-                    }
+            let mut pos = 0;
+            let mut reads = 0;
+            while reads < TUN_BATCH && ARENA - pos >= READ_ROOM {
+                // The packet lands behind room for the DATA_V2 header, its
+                // vnet header (if any) in the last bytes of that room.
+                let at = pos + HEADER_LEN - if vnet { VNET_HDR_LEN } else { 0 };
+                let len = match tun.read(&mut arena[at..pos + HEADER_LEN + PACKET_BUF]) {
+                    Ok(len) => len,
                     Err(e) if e.is_would_block() => {
                         more = false;
                         break;
@@ -125,9 +143,30 @@ fn tun_worker(dev: &DeviceShared, queue: usize) -> ovpn_sys::Result<()> {
                         dev.wake_control();
                         return Ok(());
                     }
-                }
+                };
+                reads += 1;
+                let header = if vnet {
+                    VnetHeader::parse(&arena[at..at + len])
+                } else {
+                    Some(VnetHeader::default())
+                };
+                let Some(header) = header else {
+                    dev.core.stats().count_drop(DropReason::TxNotIp);
+                    continue;
+                };
+                let inner_len = len - (pos + HEADER_LEN - at);
+                pos = prepare(
+                    dev,
+                    &mut arena,
+                    pos,
+                    inner_len,
+                    &header,
+                    now,
+                    &mut ready,
+                    &mut segments,
+                );
             }
-            send_all(dev, &bufs, &ready, &mut send_batch);
+            send_all(dev, &arena, &ready, &mut scratch);
             if !more {
                 break;
             }
@@ -136,22 +175,99 @@ fn tun_worker(dev: &DeviceShared, queue: usize) -> ovpn_sys::Result<()> {
     Ok(())
 }
 
-/// Sends encrypted packets: one `sendmmsg` per UDP socket, frames queued
-/// on TCP streams. `ready[i]` is the packet in `bufs[i]`; at most
-/// [`TUN_BATCH`] of them (more are dropped). Allocates nothing: the
-/// bookkeeping lives in arrays of the batch's size on the stack.
-fn send_all(dev: &DeviceShared, bufs: &[Vec<u8>], ready: &[Transmit], batch: &mut SendBatch) {
-    let ready = &ready[..ready.len().min(TUN_BATCH)];
-    let mut done = [false; TUN_BATCH];
-    let mut datagrams = [UNUSED; TUN_BATCH];
-    let mut peer_ids = [0u32; TUN_BATCH];
+/// Makes the packet read at `arena[pos + HEADER_LEN..][..inner_len]` into
+/// encrypted packets listed in `ready`: itself (its checksum completed if
+/// the host left it partial) or, for a TCP super-packet, its segments,
+/// written behind it. Returns where the next read goes.
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    dev: &DeviceShared,
+    arena: &mut [u8],
+    pos: usize,
+    inner_len: usize,
+    header: &VnetHeader,
+    now: Instant,
+    ready: &mut Vec<(Transmit, usize)>,
+    segments: &mut Vec<Segment>,
+) -> usize {
+    let end = pos + HEADER_LEN + inner_len;
+    // Keep packets 8-byte aligned.
+    let next = |at: usize| at.next_multiple_of(8);
+    if header.gso_type == VnetHeader::GSO_NONE {
+        if header.flags & VnetHeader::F_NEEDS_CSUM != 0 {
+            let inner = &mut arena[pos + HEADER_LEN..end];
+            let (start, offset) = (header.csum_start, header.csum_offset);
+            if offload::complete_checksum(inner, start.into(), offset.into()).is_err() {
+                dev.core.stats().count_drop(DropReason::TxNotIp);
+                return pos;
+            }
+        }
+        if let Ok(t) = dev.core.encapsulate(&mut arena[pos..end], inner_len, now) {
+            ready.push((t, pos));
+        }
+        return next(end);
+    }
+    // A super-packet: its segments go behind it, and the next read
+    // behind them.
+    let seg_base = next(end);
+    let (head, tail) = arena.split_at_mut(seg_base);
+    let packet = &head[pos + HEADER_LEN..end];
+    if offload::segment_tcp(packet, header, tail, HEADER_LEN, segments).is_err() {
+        dev.core.stats().count_drop(DropReason::TxNotIp);
+        return pos;
+    }
+    let mut after = seg_base;
+    for seg in segments.iter() {
+        let start = seg_base + seg.start;
+        let seg_end = start + HEADER_LEN + seg.len;
+        if let Ok(t) = dev
+            .core
+            .encapsulate(&mut arena[start..seg_end], seg.len, now)
+        {
+            ready.push((t, start));
+        }
+        after = seg_end;
+    }
+    next(after)
+}
+
+/// Reused by [`send_all`]: which ready packets are handled.
+struct SendScratch {
+    done: Vec<bool>,
+    batch: SendBatch,
+}
+
+impl SendScratch {
+    fn new() -> Self {
+        Self {
+            done: Vec::with_capacity(4 * TUN_BATCH),
+            batch: SendBatch::new(GSO_SEGMENTS),
+        }
+    }
+}
+
+/// Sends encrypted packets: per UDP socket, `sendmmsg` calls of up to
+/// [`GSO_SEGMENTS`] datagrams, runs of equal-sized packets to the same
+/// destination that lie back to back in the arena (the segments of a
+/// super-packet) going as one `UDP_SEGMENT` datagram; TCP frames are
+/// queued on their stream. `ready[i]` is a packet and where it starts in
+/// `arena`.
+fn send_all(
+    dev: &DeviceShared,
+    arena: &[u8],
+    ready: &[(Transmit, usize)],
+    scratch: &mut SendScratch,
+) {
+    let done = &mut scratch.done;
+    done.clear();
+    done.resize(ready.len(), false);
     for i in 0..ready.len() {
         if done[i] {
             continue;
         }
-        let transport = ready[i].transport;
+        let transport = ready[i].0.transport;
         let Some(io) = dev.transport(transport) else {
-            for (j, t) in ready.iter().enumerate().skip(i) {
+            for (j, (t, _)) in ready.iter().enumerate().skip(i) {
                 if t.transport == transport {
                     done[j] = true;
                     dev.core.stats().count_drop(DropReason::TxNoTransport);
@@ -159,17 +275,33 @@ fn send_all(dev: &DeviceShared, bufs: &[Vec<u8>], ready: &[Transmit], batch: &mu
             }
             continue;
         };
-        // The packets of this transport, in order; `count` stays below
-        // `ready.len()`, so within the arrays.
+        let mut datagrams = [UNUSED; GSO_SEGMENTS];
+        let mut peer_ids = [0u32; GSO_SEGMENTS];
         let mut count = 0;
-        for (j, t) in ready.iter().enumerate().skip(i) {
+        for (j, (t, start)) in ready.iter().enumerate().skip(i) {
             if t.transport != transport {
                 continue;
             }
             done[j] = true;
-            let packet = &bufs[j][..t.len];
+            let packet = &arena[*start..*start + t.len];
             match (&io.io, t.endpoint) {
-                (Io::Udp(_), Endpoint::Udp { remote, local }) => {
+                (Io::Udp(udp), Endpoint::Udp { remote, local }) => {
+                    if count > 0
+                        && extend_train(
+                            &mut datagrams[count - 1],
+                            arena,
+                            *start,
+                            t.len,
+                            remote,
+                            local,
+                        )
+                    {
+                        continue;
+                    }
+                    if count == GSO_SEGMENTS {
+                        udp_send(dev, udp, &mut scratch.batch, &mut datagrams, &peer_ids);
+                        count = 0;
+                    }
                     datagrams[count] = udp::Transmit {
                         destination: remote,
                         source: local,
@@ -184,9 +316,44 @@ fn send_all(dev: &DeviceShared, bufs: &[Vec<u8>], ready: &[Transmit], batch: &mu
             }
         }
         if let Io::Udp(udp) = &io.io {
-            udp_send(dev, udp, batch, &mut datagrams[..count], &peer_ids[..count]);
+            udp_send(
+                dev,
+                udp,
+                &mut scratch.batch,
+                &mut datagrams[..count],
+                &peer_ids[..count],
+            );
         }
     }
+}
+
+/// Appends the packet at `arena[start..start + len]` to the datagram train
+/// `last` if it continues it: same destination and source, right behind it
+/// in the arena, and the train's segment size (only its last segment may
+/// be shorter), within the limits of one `UDP_SEGMENT` send.
+fn extend_train<'a>(
+    last: &mut udp::Transmit<'a>,
+    arena: &'a [u8],
+    start: usize,
+    len: usize,
+    remote: SocketAddr,
+    local: Option<IpAddr>,
+) -> bool {
+    let size = last.segment_size.unwrap_or(last.contents.len());
+    let last_start = last.contents.as_ptr() as usize - arena.as_ptr() as usize;
+    let last_end = last_start + last.contents.len();
+    let continues = last.destination == remote
+        && last.source == local
+        && last_end == start
+        && len <= size
+        && last.contents.len() % size == 0
+        && last.contents.len() / size < GSO_SEGMENTS
+        && last.contents.len() + len <= GSO_BYTES;
+    if continues {
+        last.contents = &arena[last_start..start + len];
+        last.segment_size = Some(size);
+    }
+    continues
 }
 
 /// Sends `datagrams` (`peer_ids[i]` is the peer of `datagrams[i]`) with as
@@ -211,7 +378,14 @@ fn udp_send(
         let error = match udp.send(batch, &datagrams[next..]) {
             Ok(sent) => {
                 for d in &datagrams[next..next + sent] {
-                    dev.core.stats().count_tx(d.contents.len());
+                    match d.segment_size {
+                        Some(size) => {
+                            for segment in d.contents.chunks(size) {
+                                dev.core.stats().count_tx(segment.len());
+                            }
+                        }
+                        None => dev.core.stats().count_tx(d.contents.len()),
+                    }
                 }
                 // Fewer than all: the first one not sent failed, and the
                 // next round starts with it to learn why.
@@ -374,7 +548,7 @@ fn udp_worker(dev: &DeviceShared, io: &TransportIo) -> ovpn_sys::Result<()> {
                 local: local.unwrap_or(unspecified(remote)),
             };
             match dev.core.decapsulate(data, source, now) {
-                Received::Deliver { inner, .. } => deliver(dev, &data[inner]),
+                Received::Deliver { inner, .. } => deliver(dev, data, inner),
                 Received::Control => io.hand_back(dev.ifindex, Some(remote), local, data),
                 Received::Keepalive { .. } | Received::Dropped(_) => {}
             }
@@ -459,7 +633,7 @@ fn read_frames(
             packet[..len].copy_from_slice(frame.payload());
             let source = RxSource::Tcp { transport: io.id };
             match dev.core.decapsulate(&mut packet[..len], source, now) {
-                Received::Deliver { inner, .. } => deliver(dev, &packet[inner]),
+                Received::Deliver { inner, .. } => deliver(dev, packet, inner),
                 Received::Control => {
                     io.hand_back(dev.ifindex, tcp.remote, None, frame.with_prefix());
                 }
@@ -474,8 +648,22 @@ fn read_frames(
     }
 }
 
-fn deliver(dev: &DeviceShared, inner: &[u8]) {
-    if let Err(error) = dev.tun.queues()[0].write(inner) {
+/// Writes the inner packet `buf[inner]` to the TUN interface; with a vnet
+/// header, an empty one (a plain packet whose checksums the host checks, as
+/// the kernel's device leaves them unchecked, §4.5) goes in the bytes
+/// before it, which held the DATA_V2 header.
+fn deliver(dev: &DeviceShared, buf: &mut [u8], inner: std::ops::Range<usize>) {
+    let queue = &dev.tun.queues()[0];
+    let from = if queue.has_vnet_hdr() {
+        let Some(at) = inner.start.checked_sub(VNET_HDR_LEN) else {
+            return;
+        };
+        VnetHeader::default().emit(&mut buf[at..]);
+        at
+    } else {
+        inner.start
+    };
+    if let Err(error) = queue.write(&buf[from..inner.end]) {
         tracing::debug!(%error, "tun write failed");
     }
 }

@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use ovpn_core::{Device, TransportId};
 use ovpn_netlink::ovpn::Mode;
 use ovpn_sys::poll::EventFd;
-use ovpn_sys::tun::{Tun, TunConfig};
+use ovpn_sys::tun::{Offload, Tun, TunConfig};
 
 use crate::datapath;
 use crate::transport::TransportIo;
@@ -46,6 +46,8 @@ pub(crate) struct DeviceShared {
     pub(crate) wake: Arc<EventFd>,
     /// Set by a TUN worker whose queue failed (the interface was deleted).
     pub(crate) tun_failed: AtomicBool,
+    /// Whether UDP sockets attached to this device send with `UDP_SEGMENT`.
+    pub(crate) udp_gso: bool,
 }
 
 impl DeviceShared {
@@ -90,9 +92,19 @@ impl DeviceRuntime {
         name: &str,
         mode: Mode,
         queues: usize,
+        (tso, udp_gso): (bool, bool),
         wake: Arc<EventFd>,
     ) -> Result<Self, ovpn_sys::Error> {
-        let tun = Tun::create(&TunConfig::new(name).queues(queues))?;
+        // TSO only: USO would hand over UDP super-packets, which the data
+        // path does not segment.
+        let config = TunConfig::new(name)
+            .queues(queues)
+            .vnet_hdr(tso)
+            .offload(Offload {
+                tso: true,
+                uso: false,
+            });
+        let tun = Tun::create(&config)?;
         tun.set_mtu(DEFAULT_MTU)?;
         // §1.3: MP carrier on from the start, P2P only while it has a peer.
         tun.set_carrier(mode == Mode::Mp)?;
@@ -122,6 +134,7 @@ impl DeviceRuntime {
             stopping: AtomicBool::new(false),
             wake,
             tun_failed: AtomicBool::new(false),
+            udp_gso,
             tun,
         });
         let mut workers = Vec::new();

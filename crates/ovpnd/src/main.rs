@@ -20,6 +20,7 @@ mod convert;
 mod datapath;
 mod device;
 mod genl;
+mod offload;
 mod routes;
 mod rtnl;
 mod server;
@@ -71,6 +72,19 @@ pub(crate) struct Options {
     /// kernels after 6.16 do. Off by default: Linux 6.16 sends nothing.
     #[arg(long)]
     pub(crate) float_notifications: bool,
+
+    /// Switch TCP segmentation offload off on the TUN interfaces: the host
+    /// then segments TCP itself and every read is one packet. On by default:
+    /// 64 KiB TCP super-packets are read at once and segmented here, as the
+    /// kernel's ovpn device segments them (it has GSO).
+    #[arg(long)]
+    pub(crate) no_tso: bool,
+
+    /// Switch UDP segmentation offload off for sending: the segments of a
+    /// super-packet then go out as separate datagrams of one `sendmmsg`
+    /// instead of one `UDP_SEGMENT` send. What the peer receives is the same.
+    #[arg(long)]
+    pub(crate) no_gso: bool,
 }
 
 /// How log lines look.

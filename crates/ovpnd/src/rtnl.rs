@@ -111,12 +111,17 @@ impl Server {
         }
         let mode = request.mode.unwrap_or(Mode::P2p);
         let name = request.name.as_deref().unwrap_or(DEFAULT_NAME);
-        let runtime = DeviceRuntime::create(name, mode, self.threads, self.wake.clone()).map_err(
-            |error| {
-                tracing::error!(%error, name, "cannot create the TUN interface");
-                Rejection::bare(error.raw_os_error().unwrap_or(EINVAL))
-            },
-        )?;
+        let runtime = DeviceRuntime::create(
+            name,
+            mode,
+            self.threads,
+            (self.tso, self.gso),
+            self.wake.clone(),
+        )
+        .map_err(|error| {
+            tracing::error!(%error, name, "cannot create the TUN interface");
+            Rejection::bare(error.raw_os_error().unwrap_or(EINVAL))
+        })?;
         let dev = runtime.shared.clone();
         if let Some(mtu) = request.mtu {
             if let Err(rejection) = set_mtu(&dev.tun, mtu) {

@@ -435,6 +435,7 @@ impl SocketAttach for Attacher<'_> {
             if let Err(error) = udp.grow_recv_buffer(UDP_RECV_BUFFER) {
                 tracing::debug!(%error, "udp receive buffer not grown");
             }
+            udp.set_gso(self.device.udp_gso);
             Io::Udp(udp)
         };
         self.transports.next_id += 1;

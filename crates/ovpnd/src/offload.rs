@@ -1,0 +1,387 @@
+//! What a TUN interface with a virtio-net header hands over, made into the
+//! plain, fully checksummed IP packets the data channel encrypts.
+//!
+//! With TCP segmentation offload on, the host's TCP stack gives the device
+//! super-packets of up to 64 KiB (one IP and TCP header, many MSS of
+//! payload) and may leave checksums partial. The kernel's `ovpn` device
+//! segments such packets before encrypting each segment (its features
+//! include GSO, kernel-behaviour §1.2), and so do we: [`segment_tcp`] cuts a
+//! super-packet into the segments the host would otherwise have sent, and
+//! [`complete_checksum`] finishes a checksum the host left partial. Both
+//! work on bytes only.
+
+use ovpn_sys::tun::VnetHeader;
+
+/// Why a packet from the TUN interface could not be prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    /// The checksum location lies outside the packet.
+    ChecksumOutside,
+    /// A GSO type we did not ask for.
+    GsoType,
+    /// The IP or TCP header of a super-packet does not add up.
+    Headers,
+    /// The segments do not fit into the space given.
+    NoRoom,
+}
+
+/// The ones' complement sum of `bytes` as 16-bit big-endian words (an odd
+/// last byte padded with zero), not yet folded.
+fn sum(bytes: &[u8], mut acc: u64) -> u64 {
+    let mut words = bytes.chunks_exact(2);
+    for w in &mut words {
+        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
+}
+
+/// Folds a sum to 16 bits.
+fn fold(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// Completes the checksum the host left partial (`VIRTIO_NET_HDR_F_NEEDS_CSUM`):
+/// the field at `start + offset` holds the pseudo-header sum, and the
+/// checksum covers everything from `start` to the end.
+///
+/// # Errors
+///
+/// [`Malformed::ChecksumOutside`] when the field is not inside `packet`.
+pub(crate) fn complete_checksum(
+    packet: &mut [u8],
+    start: usize,
+    offset: usize,
+) -> Result<(), Malformed> {
+    let at = start
+        .checked_add(offset)
+        .ok_or(Malformed::ChecksumOutside)?;
+    if at.checked_add(2).is_none_or(|end| end > packet.len()) {
+        return Err(Malformed::ChecksumOutside);
+    }
+    let mut csum = !fold(sum(&packet[start..], 0));
+    // UDP (its checksum field is at offset 6) sends a computed 0 as 0xffff:
+    // 0 means "no checksum".
+    if csum == 0 && offset == 6 {
+        csum = 0xffff;
+    }
+    packet[at..at + 2].copy_from_slice(&csum.to_be_bytes());
+    Ok(())
+}
+
+/// Where one segment was written: its inner packet is
+/// `out[start + headroom..start + headroom + len]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Segment {
+    /// Offset of the segment's headroom in `out`.
+    pub(crate) start: usize,
+    /// Length of the inner packet.
+    pub(crate) len: usize,
+}
+
+/// Cuts a TCP super-packet into segments of `vnet.gso_size` payload bytes,
+/// as the host's TCP stack would have sent them: each with its own copy of
+/// the IP and TCP headers, IPv4 total length, id (+1 per segment) and
+/// header checksum, IPv6 payload length, TCP sequence number, FIN and PSH
+/// on the last segment only, CWR on the first only, and a full TCP
+/// checksum.
+///
+/// Segments go into `out` one after the other, each preceded by `headroom`
+/// free bytes (room for the DATA_V2 header), and are listed in `segments`
+/// (cleared first).
+///
+/// # Errors
+///
+/// [`Malformed::GsoType`] for anything but TCP over IPv4 or IPv6;
+/// [`Malformed::Headers`] when the headers are inconsistent;
+/// [`Malformed::NoRoom`] when `out` is too small.
+pub(crate) fn segment_tcp(
+    packet: &[u8],
+    vnet: &VnetHeader,
+    out: &mut [u8],
+    headroom: usize,
+    segments: &mut Vec<Segment>,
+) -> Result<(), Malformed> {
+    segments.clear();
+    let v4 = match vnet.gso_type & !VnetHeader::GSO_ECN {
+        VnetHeader::GSO_TCPV4 => true,
+        VnetHeader::GSO_TCPV6 => false,
+        _ => return Err(Malformed::GsoType),
+    };
+    let l4 = usize::from(vnet.csum_start);
+    let mss = usize::from(vnet.gso_size);
+    let version = packet.first().map(|b| b >> 4);
+    let ip_ok = match (v4, version) {
+        (true, Some(4)) => l4 >= 20 && l4 == usize::from(packet[0] & 0x0f) * 4,
+        (false, Some(6)) => l4 >= 40,
+        _ => false,
+    };
+    if !ip_ok || mss == 0 || packet.len() < l4 + 20 {
+        return Err(Malformed::Headers);
+    }
+    let tcp_len = usize::from(packet[l4 + 12] >> 4) * 4;
+    let hdr_len = l4 + tcp_len;
+    if tcp_len < 20 || packet.len() < hdr_len {
+        return Err(Malformed::Headers);
+    }
+    let headers = &packet[..hdr_len];
+    let payload = &packet[hdr_len..];
+    let count = payload.len().div_ceil(mss).max(1);
+    let seq = u32::from_be_bytes([
+        headers[l4 + 4],
+        headers[l4 + 5],
+        headers[l4 + 6],
+        headers[l4 + 7],
+    ]);
+    let id = u16::from_be_bytes([headers[4], headers[5]]);
+    let flags = headers[l4 + 13];
+
+    let mut pos = 0;
+    for i in 0..count {
+        let chunk = payload
+            .get(i * mss..payload.len().min((i + 1) * mss))
+            .unwrap_or_default();
+        let len = hdr_len + chunk.len();
+        let Some(seg) = out.get_mut(pos + headroom..pos + headroom + len) else {
+            return Err(Malformed::NoRoom);
+        };
+        seg[..hdr_len].copy_from_slice(headers);
+        seg[hdr_len..].copy_from_slice(chunk);
+        let total = u16::try_from(len).map_err(|_| Malformed::Headers)?;
+        if v4 {
+            seg[2..4].copy_from_slice(&total.to_be_bytes());
+            let seg_id = id.wrapping_add(i as u16);
+            seg[4..6].copy_from_slice(&seg_id.to_be_bytes());
+            seg[10..12].fill(0);
+            let ip_csum = !fold(sum(&seg[..l4], 0));
+            seg[10..12].copy_from_slice(&ip_csum.to_be_bytes());
+        } else {
+            seg[4..6].copy_from_slice(&(total - 40).to_be_bytes());
+        }
+        let tcp = &mut seg[l4..];
+        let seg_seq = seq.wrapping_add((i * mss) as u32);
+        tcp[4..8].copy_from_slice(&seg_seq.to_be_bytes());
+        let mut seg_flags = flags;
+        if i + 1 < count {
+            seg_flags &= !(0x01 | 0x08); // FIN, PSH
+        }
+        if i > 0 {
+            seg_flags &= !0x80; // CWR
+        }
+        tcp[13] = seg_flags;
+        tcp[16..18].fill(0);
+        let tcp_bytes = (len - l4) as u64;
+        let pseudo = if v4 {
+            sum(&seg[12..20], 6 + tcp_bytes)
+        } else {
+            sum(&seg[8..40], 6 + tcp_bytes)
+        };
+        let csum = !fold(sum(&seg[l4..], pseudo));
+        seg[l4 + 16..l4 + 18].copy_from_slice(&csum.to_be_bytes());
+        segments.push(Segment { start: pos, len });
+        pos += headroom + len;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An independent check: the ones' complement sum over a region that
+    /// includes its checksum field is 0xffff when the checksum is right.
+    fn verifies(bytes: &[u8], pseudo: u64) -> bool {
+        fold(sum(bytes, pseudo)) == 0xffff
+    }
+
+    fn tcp_pseudo_v4(p: &[u8], l4: usize) -> u64 {
+        sum(&p[12..20], 6 + (p.len() - l4) as u64)
+    }
+
+    fn tcp_pseudo_v6(p: &[u8]) -> u64 {
+        sum(&p[8..40], 6 + (p.len() - 40) as u64)
+    }
+
+    /// An IPv4/TCP super-packet as the host hands it over: total length of
+    /// the whole thing, partial checksum, PSH|FIN|CWR|ACK set.
+    fn super_v4(payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        let total = (40 + payload.len()).min(0xffff) as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p[4..6].copy_from_slice(&0xfffeu16.to_be_bytes());
+        p[6] = 0x40; // DF
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[198, 19, 0, 1]);
+        p[16..20].copy_from_slice(&[198, 19, 0, 2]);
+        p[20..22].copy_from_slice(&5201u16.to_be_bytes());
+        p[22..24].copy_from_slice(&40000u16.to_be_bytes());
+        p[24..28].copy_from_slice(&0xffff_ff00u32.to_be_bytes()); // wraps
+        p[32] = 5 << 4;
+        p[33] = 0x80 | 0x10 | 0x08 | 0x01;
+        p[34..36].copy_from_slice(&512u16.to_be_bytes());
+        p[36..38].copy_from_slice(&0x1234u16.to_be_bytes()); // partial, ignored
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn vnet(gso_type: u8, l4: u16, mss: u16) -> VnetHeader {
+        VnetHeader {
+            flags: VnetHeader::F_NEEDS_CSUM,
+            gso_type,
+            hdr_len: 0,
+            gso_size: mss,
+            csum_start: l4,
+            csum_offset: 16,
+        }
+    }
+
+    #[test]
+    fn ipv4_super_packet_becomes_mss_segments() {
+        let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let p = super_v4(&payload);
+        let mut out = vec![0u8; 8192];
+        let mut segs = Vec::new();
+        segment_tcp(
+            &p,
+            &vnet(VnetHeader::GSO_TCPV4, 20, 1400),
+            &mut out,
+            24,
+            &mut segs,
+        )
+        .unwrap();
+        assert_eq!(
+            segs.iter().map(|s| s.len).collect::<Vec<_>>(),
+            [1440, 1440, 240]
+        );
+        let mut joined = Vec::new();
+        for (i, s) in segs.iter().enumerate() {
+            let seg = &out[s.start + 24..s.start + 24 + s.len];
+            assert_eq!(usize::from(u16::from_be_bytes([seg[2], seg[3]])), s.len);
+            assert_eq!(
+                u16::from_be_bytes([seg[4], seg[5]]),
+                0xfffeu16.wrapping_add(i as u16)
+            );
+            assert!(
+                verifies(&seg[..20], 0),
+                "IPv4 header checksum of segment {i}"
+            );
+            assert!(
+                verifies(&seg[20..], tcp_pseudo_v4(seg, 20)),
+                "TCP checksum of segment {i}"
+            );
+            let seq = u32::from_be_bytes([seg[24], seg[25], seg[26], seg[27]]);
+            assert_eq!(seq, 0xffff_ff00u32.wrapping_add(1400 * i as u32));
+            let flags = seg[33];
+            assert_eq!(flags & 0x10, 0x10, "ACK everywhere");
+            assert_eq!(flags & 0x80 != 0, i == 0, "CWR on the first only");
+            assert_eq!(flags & 0x09 != 0, i == 2, "FIN and PSH on the last only");
+            assert_eq!(&seg[..2], &p[..2]);
+            assert_eq!(&seg[12..20], &p[12..20]);
+            joined.extend_from_slice(&seg[40..]);
+        }
+        assert_eq!(joined, payload);
+        // Segments follow each other, each behind its headroom.
+        assert_eq!(segs[1].start, 24 + 1440);
+    }
+
+    #[test]
+    fn ipv6_super_packet_with_tcp_options() {
+        let payload = vec![0xa5u8; 2500];
+        let mut p = vec![0u8; 40 + 32];
+        p[0] = 0x60;
+        p[6] = 6;
+        p[7] = 64;
+        p[8..24].copy_from_slice(
+            &"2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        p[24..40].copy_from_slice(
+            &"2001:db8::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        p[40 + 12] = 8 << 4; // 32-byte TCP header (options)
+        p[40 + 13] = 0x18;
+        p.extend_from_slice(&payload);
+        let mut out = vec![0u8; 8192];
+        let mut segs = Vec::new();
+        segment_tcp(
+            &p,
+            &vnet(VnetHeader::GSO_TCPV6, 40, 1000),
+            &mut out,
+            0,
+            &mut segs,
+        )
+        .unwrap();
+        assert_eq!(segs.len(), 3);
+        for (i, s) in segs.iter().enumerate() {
+            let seg = &out[s.start..s.start + s.len];
+            let plen = usize::from(u16::from_be_bytes([seg[4], seg[5]]));
+            assert_eq!(plen, s.len - 40);
+            assert!(verifies(&seg[40..], tcp_pseudo_v6(seg)), "segment {i}");
+            assert_eq!(&seg[72..], &payload[i * 1000..(i * 1000 + 1000).min(2500)]);
+        }
+    }
+
+    #[test]
+    fn malformed_super_packets_are_refused() {
+        let p = super_v4(&[0u8; 100]);
+        let mut out = vec![0u8; 4096];
+        let mut segs = Vec::new();
+        let mut run =
+            |p: &[u8], v: VnetHeader, out: &mut [u8]| segment_tcp(p, &v, out, 24, &mut segs);
+        let udp = vnet(VnetHeader::GSO_UDP_L4, 20, 50);
+        assert_eq!(run(&p, udp, &mut out), Err(Malformed::GsoType));
+        let wrong_family = vnet(VnetHeader::GSO_TCPV6, 20, 50);
+        assert_eq!(run(&p, wrong_family, &mut out), Err(Malformed::Headers));
+        let no_mss = vnet(VnetHeader::GSO_TCPV4, 20, 0);
+        assert_eq!(run(&p, no_mss, &mut out), Err(Malformed::Headers));
+        let past_end = vnet(VnetHeader::GSO_TCPV4, 20, 50);
+        assert_eq!(run(&p[..30], past_end, &mut out), Err(Malformed::Headers));
+        assert_eq!(run(&p, past_end, &mut out[..100]), Err(Malformed::NoRoom));
+    }
+
+    #[test]
+    fn partial_checksums_are_completed() {
+        // A UDP datagram over IPv4 whose checksum field holds the
+        // pseudo-header sum, as the host leaves it.
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&[198, 19, 0, 1]);
+        p[16..20].copy_from_slice(&[198, 19, 0, 2]);
+        p[24..26].copy_from_slice(&13u16.to_be_bytes());
+        p.extend_from_slice(b"hello");
+        let pseudo = sum(&p[12..20], 17 + 13);
+        p[26..28].copy_from_slice(&fold(pseudo).to_be_bytes());
+        complete_checksum(&mut p, 20, 6).unwrap();
+        assert!(verifies(&p[20..], pseudo));
+        assert_eq!(
+            complete_checksum(&mut p, 20, 100),
+            Err(Malformed::ChecksumOutside)
+        );
+        assert_eq!(
+            complete_checksum(&mut p, usize::MAX, 6),
+            Err(Malformed::ChecksumOutside)
+        );
+    }
+
+    #[test]
+    fn a_computed_zero_udp_checksum_is_sent_as_ffff() {
+        // Data whose sum is 0xffff makes the complemented checksum 0.
+        let mut p = vec![0u8; 8];
+        p.extend_from_slice(&[0xff, 0xff]);
+        complete_checksum(&mut p, 0, 6).unwrap();
+        assert_eq!(&p[6..8], &[0xff, 0xff]);
+    }
+}
