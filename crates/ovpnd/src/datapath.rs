@@ -31,7 +31,7 @@ use ovpn_sys::tcp::{Flush, FrameReader};
 use ovpn_sys::tun::{VNET_HDR_LEN, VnetHeader};
 use ovpn_sys::udp::{self, RecvBatch, SendBatch};
 
-use crate::offload::{self, Segment};
+use crate::offload::{self, Coalescer, Segment};
 
 use crate::device::DeviceShared;
 use crate::transport::{Io, TcpIo, TransportIo};
@@ -520,6 +520,7 @@ fn udp_worker(dev: &DeviceShared, io: &TransportIo) -> ovpn_sys::Result<()> {
     epoll.add(std::os::fd::AsFd::as_fd(&io.stop), STOP, Interest::READABLE)?;
     let mut events = Events::with_capacity(4);
     let mut batch = RecvBatch::new(UDP_BATCH, udp::GRO_SLOT_LEN);
+    let mut gro = (dev.tun_gro && dev.tun.queues()[0].has_vnet_hdr()).then(Coalescer::new);
 
     while !io.stopping.load(Ordering::Acquire) {
         epoll.wait(&mut events, Some(IDLE))?;
@@ -548,10 +549,16 @@ fn udp_worker(dev: &DeviceShared, io: &TransportIo) -> ovpn_sys::Result<()> {
                 local: local.unwrap_or(unspecified(remote)),
             };
             match dev.core.decapsulate(data, source, now) {
-                Received::Deliver { inner, .. } => deliver(dev, data, inner),
+                Received::Deliver { inner, .. } => match &mut gro {
+                    Some(gro) => deliver_joined(dev, gro, data, inner),
+                    None => deliver(dev, data, inner),
+                },
                 Received::Control => io.hand_back(dev.ifindex, Some(remote), local, data),
                 Received::Keepalive { .. } | Received::Dropped(_) => {}
             }
+        }
+        if let Some(gro) = gro.as_mut().filter(|g| g.is_pending()) {
+            write_tun(dev, gro.take());
         }
     }
     Ok(())
@@ -648,6 +655,33 @@ fn read_frames(
     }
 }
 
+/// Offers the inner packet `buf[inner]` to the coalescer; what cannot join
+/// goes to the TUN interface after the pending super-packet, keeping the
+/// order.
+fn deliver_joined(
+    dev: &DeviceShared,
+    gro: &mut Coalescer,
+    buf: &mut [u8],
+    inner: std::ops::Range<usize>,
+) {
+    if gro.push(&buf[inner.clone()]) {
+        return;
+    }
+    if gro.is_pending() {
+        write_tun(dev, gro.take());
+        if gro.push(&buf[inner.clone()]) {
+            return;
+        }
+    }
+    deliver(dev, buf, inner);
+}
+
+fn write_tun(dev: &DeviceShared, bytes: &[u8]) {
+    if let Err(error) = dev.tun.queues()[0].write(bytes) {
+        tracing::debug!(%error, "tun write failed");
+    }
+}
+
 /// Writes the inner packet `buf[inner]` to the TUN interface; with a vnet
 /// header, an empty one (a plain packet whose checksums the host checks, as
 /// the kernel's device leaves them unchecked, §4.5) goes in the bytes
@@ -663,9 +697,7 @@ fn deliver(dev: &DeviceShared, buf: &mut [u8], inner: std::ops::Range<usize>) {
     } else {
         inner.start
     };
-    if let Err(error) = queue.write(&buf[from..inner.end]) {
-        tracing::debug!(%error, "tun write failed");
-    }
+    write_tun(dev, &buf[from..inner.end]);
 }
 
 fn canonical(addr: SocketAddr) -> SocketAddr {

@@ -48,6 +48,8 @@ pub(crate) struct DeviceShared {
     pub(crate) tun_failed: AtomicBool,
     /// Whether UDP sockets attached to this device send with `UDP_SEGMENT`.
     pub(crate) udp_gso: bool,
+    /// Whether received TCP segments are joined for the TUN interface.
+    pub(crate) tun_gro: bool,
 }
 
 impl DeviceShared {
@@ -92,7 +94,7 @@ impl DeviceRuntime {
         name: &str,
         mode: Mode,
         queues: usize,
-        (tso, udp_gso): (bool, bool),
+        (tso, udp_gso, tun_gro): (bool, bool, bool),
         wake: Arc<EventFd>,
     ) -> Result<Self, ovpn_sys::Error> {
         // TSO only: USO would hand over UDP super-packets, which the data
@@ -135,6 +137,7 @@ impl DeviceRuntime {
             wake,
             tun_failed: AtomicBool::new(false),
             udp_gso,
+            tun_gro,
             tun,
         });
         let mut workers = Vec::new();

@@ -85,6 +85,13 @@ pub(crate) struct Options {
     /// instead of one `UDP_SEGMENT` send. What the peer receives is the same.
     #[arg(long)]
     pub(crate) no_gso: bool,
+
+    /// Do not join received TCP segments into super-packets for the TUN
+    /// interface (one write per packet instead). Joining, as the host's GRO
+    /// would, needs TSO (the TUN interface's vnet header); every segment's
+    /// checksums are verified before it joins.
+    #[arg(long)]
+    pub(crate) no_gro: bool,
 }
 
 /// How log lines look.

@@ -10,7 +10,7 @@
 //! [`complete_checksum`] finishes a checksum the host left partial. Both
 //! work on bytes only.
 
-use ovpn_sys::tun::VnetHeader;
+use ovpn_sys::tun::{VNET_HDR_LEN, VnetHeader};
 
 /// Why a packet from the TUN interface could not be prepared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,13 @@ pub(crate) enum Malformed {
 /// The ones' complement sum of `bytes` as 16-bit big-endian words (an odd
 /// last byte padded with zero), not yet folded.
 fn sum(bytes: &[u8], mut acc: u64) -> u64 {
-    let mut words = bytes.chunks_exact(2);
+    // 32-bit big-endian words sum to the same value modulo 0xffff as their
+    // 16-bit halves (2^16 ≡ 1), and `fold` takes every carry back in.
+    let mut quads = bytes.chunks_exact(4);
+    for q in &mut quads {
+        acc += u64::from(u32::from_be_bytes([q[0], q[1], q[2], q[3]]));
+    }
+    let mut words = quads.remainder().chunks_exact(2);
     for w in &mut words {
         acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
     }
@@ -187,6 +193,232 @@ pub(crate) fn segment_tcp(
         pos += headroom + len;
     }
     Ok(())
+}
+
+/// Largest IP packet a super-packet may become.
+const SUPER_MAX: usize = 65_535;
+
+/// Joins received TCP segments of one flow into a super-packet for a TUN
+/// interface with a vnet header, as the host's GRO would: one TUN write
+/// and one pass through the host's TCP stack instead of one per segment.
+///
+/// Only what GRO would join is joined: IPv4 without options or
+/// fragmentation, or IPv6 without extension headers; TCP with only ACK (and
+/// PSH on the last segment) set; identical IP and TCP headers apart from
+/// lengths, IPv4 id, sequence number and checksums; contiguous sequence
+/// numbers; equal payload sizes, a shorter one ending the super-packet.
+/// Every segment's checksums are verified first: the kernel's ovpn device
+/// leaves that to the host (§4.5), which cannot check a super-packet's
+/// segments any more, and a segment that fails is handed over alone for the
+/// host to drop.
+pub(crate) struct Coalescer {
+    /// The vnet header's room, then the super-packet.
+    buf: Vec<u8>,
+    /// Bytes of the super-packet (0: nothing pending).
+    len: usize,
+    segments: usize,
+    v4: bool,
+    hdr_len: usize,
+    mss: usize,
+    next_seq: u32,
+    /// A shorter or PSH segment was appended: nothing may follow.
+    closed: bool,
+}
+
+/// A TCP segment's layout.
+struct Tcp {
+    v4: bool,
+    l4: usize,
+    hdr_len: usize,
+    seq: u32,
+    flags: u8,
+}
+
+const ACK: u8 = 0x10;
+const PSH: u8 = 0x08;
+
+impl Coalescer {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: vec![0; VNET_HDR_LEN + SUPER_MAX],
+            len: 0,
+            segments: 0,
+            v4: false,
+            hdr_len: 0,
+            mss: 0,
+            next_seq: 0,
+            closed: false,
+        }
+    }
+
+    /// Whether a super-packet is pending.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.len > 0
+    }
+
+    /// Takes `packet` into the pending super-packet, or starts one with it.
+    /// `false`: it cannot join (write the pending one with [`Self::take`]
+    /// first, then offer it again or write it alone).
+    pub(crate) fn push(&mut self, packet: &[u8]) -> bool {
+        let Some(tcp) = parse_tcp(packet) else {
+            return false;
+        };
+        let payload = packet.len() - tcp.hdr_len;
+        if self.len == 0 {
+            if !checksums_valid(packet, &tcp) {
+                return false;
+            }
+            self.buf[VNET_HDR_LEN..VNET_HDR_LEN + packet.len()].copy_from_slice(packet);
+            self.len = packet.len();
+            self.segments = 1;
+            self.v4 = tcp.v4;
+            self.hdr_len = tcp.hdr_len;
+            self.mss = payload;
+            self.next_seq = tcp.seq.wrapping_add(payload as u32);
+            self.closed = tcp.flags & PSH != 0;
+            return true;
+        }
+        let head = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + tcp.hdr_len.min(self.len)];
+        let joins = !self.closed
+            && tcp.v4 == self.v4
+            && tcp.hdr_len == self.hdr_len
+            && tcp.seq == self.next_seq
+            && payload <= self.mss
+            && self.len + payload <= SUPER_MAX
+            && same_headers(head, packet, &tcp)
+            && checksums_valid(packet, &tcp);
+        if !joins {
+            return false;
+        }
+        let at = VNET_HDR_LEN + self.len;
+        self.buf[at..at + payload].copy_from_slice(&packet[tcp.hdr_len..]);
+        self.len += payload;
+        self.segments += 1;
+        self.next_seq = tcp.seq.wrapping_add(payload as u32);
+        if payload < self.mss || tcp.flags & PSH != 0 {
+            self.closed = true;
+            // The super-packet's header carries the last segment's flags.
+            let l4 = tcp.l4;
+            self.buf[VNET_HDR_LEN + l4 + 13] = tcp.flags;
+        }
+        true
+    }
+
+    /// The pending packet with its vnet header, to write to the TUN
+    /// interface as it is; the coalescer is empty again afterwards. A single
+    /// segment comes back unchanged behind an empty header.
+    pub(crate) fn take(&mut self) -> &[u8] {
+        let len = std::mem::take(&mut self.len);
+        let packet = &mut self.buf[VNET_HDR_LEN..VNET_HDR_LEN + len];
+        if self.segments <= 1 {
+            VnetHeader::default().emit(&mut self.buf);
+            return &self.buf[..VNET_HDR_LEN + len];
+        }
+        let l4 = if self.v4 { 20 } else { 40 };
+        let total = u16::try_from(len).unwrap_or(u16::MAX);
+        if self.v4 {
+            packet[2..4].copy_from_slice(&total.to_be_bytes());
+            packet[10..12].fill(0);
+            let ip_csum = !fold(sum(&packet[..20], 0));
+            packet[10..12].copy_from_slice(&ip_csum.to_be_bytes());
+        } else {
+            packet[4..6].copy_from_slice(&(total - 40).to_be_bytes());
+        }
+        // A partial checksum: the pseudo-header sum, for the host to
+        // complete (VIRTIO_NET_HDR_F_NEEDS_CSUM).
+        let tcp_bytes = (len - l4) as u64;
+        let pseudo = if self.v4 {
+            sum(&packet[12..20], 6 + tcp_bytes)
+        } else {
+            sum(&packet[8..40], 6 + tcp_bytes)
+        };
+        packet[l4 + 16..l4 + 18].copy_from_slice(&fold(pseudo).to_be_bytes());
+        let header = VnetHeader {
+            flags: VnetHeader::F_NEEDS_CSUM,
+            gso_type: if self.v4 {
+                VnetHeader::GSO_TCPV4
+            } else {
+                VnetHeader::GSO_TCPV6
+            },
+            hdr_len: self.hdr_len as u16,
+            gso_size: self.mss as u16,
+            csum_start: l4 as u16,
+            csum_offset: 16,
+        };
+        header.emit(&mut self.buf);
+        &self.buf[..VNET_HDR_LEN + len]
+    }
+}
+
+/// The layout of a TCP segment that GRO could join, or `None`.
+fn parse_tcp(p: &[u8]) -> Option<Tcp> {
+    let (v4, l4) = match p.first()? >> 4 {
+        4 => {
+            let plain = p.len() >= 40
+                && p[0] == 0x45
+                && usize::from(u16::from_be_bytes([p[2], p[3]])) == p.len()
+                && u16::from_be_bytes([p[6], p[7]]) & 0x3fff == 0 // no MF, offset 0
+                && p[9] == 6;
+            if !plain {
+                return None;
+            }
+            (true, 20)
+        }
+        6 => {
+            let plain = p.len() >= 60
+                && usize::from(u16::from_be_bytes([p[4], p[5]])) + 40 == p.len()
+                && p[6] == 6;
+            if !plain {
+                return None;
+            }
+            (false, 40)
+        }
+        _ => return None,
+    };
+    let hdr_len = l4 + usize::from(p[l4 + 12] >> 4) * 4;
+    let flags = p[l4 + 13];
+    let usable = hdr_len >= l4 + 20 && hdr_len < p.len() && flags & !PSH == ACK;
+    usable.then(|| Tcp {
+        v4,
+        l4,
+        hdr_len,
+        seq: u32::from_be_bytes([p[l4 + 4], p[l4 + 5], p[l4 + 6], p[l4 + 7]]),
+        flags,
+    })
+}
+
+/// IP and TCP headers equal but for the fields that differ between the
+/// segments of one super-packet.
+fn same_headers(head: &[u8], p: &[u8], tcp: &Tcp) -> bool {
+    let l4 = tcp.l4;
+    let ip_same = if tcp.v4 {
+        // version..tos, flags/offset, ttl, protocol, addresses
+        head[..2] == p[..2] && head[6..10] == p[6..10] && head[12..20] == p[12..20]
+    } else {
+        // version, class, flow label; next header, hop limit, addresses
+        head[..4] == p[..4] && head[6..40] == p[6..40]
+    };
+    // ports; ack; data offset; window; urgent pointer; options
+    ip_same
+        && head[l4..l4 + 4] == p[l4..l4 + 4]
+        && head[l4 + 8..l4 + 13] == p[l4 + 8..l4 + 13]
+        && head[l4 + 14..l4 + 16] == p[l4 + 14..l4 + 16]
+        && head[l4 + 18..tcp.hdr_len] == p[l4 + 18..tcp.hdr_len]
+}
+
+/// The IPv4 header checksum and the TCP checksum are right.
+fn checksums_valid(p: &[u8], tcp: &Tcp) -> bool {
+    let l4 = tcp.l4;
+    let tcp_bytes = (p.len() - l4) as u64;
+    let pseudo = if tcp.v4 {
+        if fold(sum(&p[..20], 0)) != 0xffff {
+            return false;
+        }
+        sum(&p[12..20], 6 + tcp_bytes)
+    } else {
+        sum(&p[8..40], 6 + tcp_bytes)
+    };
+    fold(sum(&p[l4..], pseudo)) == 0xffff
 }
 
 #[cfg(test)]
@@ -374,6 +606,150 @@ mod tests {
             complete_checksum(&mut p, usize::MAX, 6),
             Err(Malformed::ChecksumOutside)
         );
+    }
+
+    /// Full segments, as a sender's stack would put them on the wire.
+    fn segments_of(super_packet: &[u8], v: &VnetHeader) -> Vec<Vec<u8>> {
+        let mut out = vec![0u8; 16384];
+        let mut segs = Vec::new();
+        segment_tcp(super_packet, v, &mut out, 0, &mut segs).unwrap();
+        segs.iter()
+            .map(|s| out[s.start..s.start + s.len].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn received_segments_coalesce_and_segment_back_to_the_same_bytes() {
+        let payload: Vec<u8> = (0..3000u32).map(|i| (i * 13 % 256) as u8).collect();
+        let mut sp = super_v4(&payload);
+        sp[33] = 0x10 | 0x08; // ACK, PSH (no FIN, no CWR: GRO leaves those alone)
+        let v = vnet(VnetHeader::GSO_TCPV4, 20, 1400);
+        let wire = segments_of(&sp, &v);
+        assert_eq!(wire.len(), 3);
+
+        let mut c = Coalescer::new();
+        for seg in &wire {
+            assert!(c.push(seg));
+        }
+        assert!(c.is_pending());
+        let written = c.take().to_vec();
+        assert!(!c.is_pending());
+        let h = VnetHeader::parse(&written).unwrap();
+        assert_eq!(h.gso_type, VnetHeader::GSO_TCPV4);
+        assert_eq!(h.flags, VnetHeader::F_NEEDS_CSUM);
+        assert_eq!(
+            (h.gso_size, h.csum_start, h.csum_offset, h.hdr_len),
+            (1400, 20, 16, 40)
+        );
+        let joined = &written[VNET_HDR_LEN..];
+        assert_eq!(joined.len(), 40 + 3000);
+        assert_eq!(&joined[40..], &payload[..]);
+        assert!(verifies(&joined[..20], 0), "IPv4 header checksum");
+        // What the host does with it: the same segments again.
+        assert_eq!(segments_of(joined, &h), wire);
+    }
+
+    #[test]
+    fn what_gro_would_not_join_stays_apart() {
+        let payload = vec![7u8; 2800];
+        let mut sp = super_v4(&payload);
+        sp[33] = 0x10;
+        let v = vnet(VnetHeader::GSO_TCPV4, 20, 1400);
+        let wire = segments_of(&sp, &v);
+        let mut c = Coalescer::new();
+
+        // A gap in the sequence numbers.
+        assert!(c.push(&wire[0]));
+        let mut late = wire[1].clone();
+        late[24..28].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+        assert!(!c.push(&late));
+        // A corrupted segment is not taken, alone or joined.
+        let mut bad = wire[1].clone();
+        bad[100] ^= 1;
+        assert!(!c.push(&bad));
+        // One segment comes back unchanged behind an empty header.
+        let single = c.take().to_vec();
+        assert_eq!(VnetHeader::parse(&single), Some(VnetHeader::default()));
+        assert_eq!(&single[VNET_HDR_LEN..], &wire[0][..]);
+        assert!(!c.push(&bad));
+
+        // SYN, and non-TCP packets, are never taken.
+        let mut syn = wire[0].clone();
+        syn[33] = 0x12;
+        assert!(!c.push(&syn));
+        let mut udp = wire[0].clone();
+        udp[9] = 17;
+        assert!(!c.push(&udp));
+        // A different ack number starts a new super-packet.
+        assert!(c.push(&wire[0]));
+        let mut other_ack = wire[1].clone();
+        other_ack[28] ^= 1;
+        assert!(!c.push(&other_ack));
+        // A shorter segment ends the super-packet.
+        let mut short_sp = super_v4(&vec![1u8; 1000]);
+        short_sp[33] = 0x10;
+        let _ = c.take();
+        assert!(c.push(&wire[0]));
+        let mut short = segments_of(&short_sp, &vnet(VnetHeader::GSO_TCPV4, 20, 1400)).remove(0);
+        short[24..28].copy_from_slice(&0xffff_ff00u32.wrapping_add(1400).to_be_bytes());
+        fix_tcp_checksum_v4(&mut short);
+        assert!(c.push(&short));
+        assert!(!c.push(&wire[1]), "nothing follows a shorter segment");
+    }
+
+    fn fix_tcp_checksum_v4(p: &mut [u8]) {
+        p[36..38].fill(0);
+        let pseudo = tcp_pseudo_v4(p, 20);
+        let csum = !fold(sum(&p[20..], pseudo));
+        p[36..38].copy_from_slice(&csum.to_be_bytes());
+    }
+
+    #[test]
+    fn ipv6_segments_coalesce() {
+        let payload = vec![0x5au8; 2000];
+        let mut p = vec![0u8; 60];
+        p[0] = 0x60;
+        p[6] = 6;
+        p[7] = 64;
+        p[8..24].copy_from_slice(
+            &"2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        p[24..40].copy_from_slice(
+            &"2001:db8::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        p[52] = 5 << 4;
+        p[53] = 0x10;
+        p.extend_from_slice(&payload);
+        let v = vnet(VnetHeader::GSO_TCPV6, 40, 1000);
+        let wire = segments_of(&p, &v);
+        let mut c = Coalescer::new();
+        assert!(wire.iter().all(|s| c.push(s)));
+        let written = c.take().to_vec();
+        let h = VnetHeader::parse(&written).unwrap();
+        assert_eq!(h.gso_type, VnetHeader::GSO_TCPV6);
+        assert_eq!(segments_of(&written[VNET_HDR_LEN..], &h), wire);
+    }
+
+    #[test]
+    fn word_sums_agree_with_the_16_bit_definition() {
+        let naive = |b: &[u8]| {
+            let mut acc: u64 = 0;
+            for (i, byte) in b.iter().enumerate() {
+                acc += u64::from(*byte) << if i % 2 == 0 { 8 } else { 0 };
+            }
+            fold(acc)
+        };
+        let data: Vec<u8> = (0..1501u32).map(|i| (i * 131 % 256) as u8).collect();
+        for len in [0, 1, 2, 3, 4, 5, 7, 8, 1499, 1500, 1501] {
+            assert_eq!(fold(sum(&data[..len], 0)), naive(&data[..len]), "len {len}");
+        }
+        assert_eq!(fold(sum(&[0xff; 64], 0)), 0xffff);
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl Server {
             name,
             mode,
             self.threads,
-            (self.tso, self.gso),
+            (self.tso, self.gso, self.gro),
             self.wake.clone(),
         )
         .map_err(|error| {
