@@ -137,16 +137,26 @@ pub fn flags_by_index(index: u32) -> Result<InterfaceFlags> {
 ///
 /// An invalid name, or `SIOCGIFFLAGS` / `SIOCSIFFLAGS` failing.
 pub fn set_up(name: &str, up: bool) -> Result<()> {
+    set_flag(name, libc::IFF_UP, up)
+}
+
+/// Switches `IFF_MULTICAST` of the interface `name` (a TUN interface has
+/// it, an `ovpn` device does not).
+///
+/// # Errors
+///
+/// An invalid name, or `SIOCGIFFLAGS` / `SIOCSIFFLAGS` failing.
+pub fn set_multicast(name: &str, on: bool) -> Result<()> {
+    set_flag(name, libc::IFF_MULTICAST, on)
+}
+
+fn set_flag(name: &str, flag: libc::c_int, on: bool) -> Result<()> {
     let mut req = ifreq(name)?;
     ioctl(libc::SIOCGIFFLAGS, &mut req, "ioctl(SIOCGIFFLAGS)")?;
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
-    let up_flag = libc::IFF_UP as libc::c_short;
-    req.ifr_ifru.ifru_flags = if up {
-        flags | up_flag
-    } else {
-        flags & !up_flag
-    };
+    let bit = flag as libc::c_short;
+    req.ifr_ifru.ifru_flags = if on { flags | bit } else { flags & !bit };
     ioctl(libc::SIOCSIFFLAGS, &mut req, "ioctl(SIOCSIFFLAGS)")
 }
 

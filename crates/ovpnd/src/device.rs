@@ -2,10 +2,12 @@
 //! (kernel-behaviour §1.2, §1.3, §1.5, §10.6), the device model, the
 //! transports its peers use, and the threads that read the TUN queues.
 //!
-//! What a TUN interface cannot look like: it keeps `IFF_MULTICAST`, its
-//! transmit queue (`txqueuelen` 500, a `pfifo_fast`-style qdisc instead of
-//! `noqueue`) and its driver name `tun`; `ip -d link` shows kind `tun`. The
-//! daemon's own `rtnl.sock` reports kind `ovpn` and the mode.
+//! What a TUN interface cannot look like: it keeps its transmit queue
+//! (`txqueuelen` 500, a `pfifo_fast`-style qdisc instead of `noqueue`: the
+//! TUN driver sizes its packet ring by it) and its driver name `tun`;
+//! `ip -d link` shows kind `tun`. The daemon's own `rtnl.sock` reports kind
+//! `ovpn` and the mode. `IFF_MULTICAST`, which the TUN driver sets, is
+//! cleared.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -108,6 +110,9 @@ impl DeviceRuntime {
             });
         let tun = Tun::create(&config)?;
         tun.set_mtu(DEFAULT_MTU)?;
+        // §1.2: point-to-point and no ARP, as the TUN driver sets them, but
+        // no multicast.
+        ovpn_sys::netdev::set_multicast(tun.name(), false)?;
         // §1.3: MP carrier on from the start, P2P only while it has a peer.
         tun.set_carrier(mode == Mode::Mp)?;
         for q in tun.queues() {

@@ -108,6 +108,11 @@ fn family_lookup_and_link_add_get_dump_del() {
     let mp = new_link(&mut rtnl, "ovpn-mp", Mode::Mp);
     let shown = ns.ip(&["link", "show", "ovpn-p2p"]);
     assert!(shown.contains("mtu 1416"), "ip link: {shown}");
+    // §1.2: IFF_POINTOPOINT | IFF_NOARP, no IFF_MULTICAST.
+    assert!(
+        shown.contains("<POINTOPOINT,NOARP>") || shown.contains("<NO-CARRIER,POINTOPOINT,NOARP>"),
+        "ip link: {shown}"
+    );
     assert!(
         shown.contains("NO-CARRIER") || !shown.contains("LOWER_UP"),
         "P2P carrier off: {shown}"
