@@ -72,7 +72,9 @@ pub(crate) enum Command {
     Monitor(MonitorArgs),
     /// Decode netlink messages given in hex (debugging aid).
     #[command(after_help = "Examples:\n  \
-        ovpn decode 1400000002000000010000000000000000000000\n  \
+        ovpn decode 28000000220005000100000000000000030100000800010002000000\
+        0c0002800800010005000000\n  \
+        ovpn decode 24000000020000010100000000000000000000001c000000220005000100000000000000\n  \
         xxd -p capture.bin | ovpn decode --json -")]
     Decode(DecodeArgs),
     /// Build two namespaces, run an MP server and a P2P client on ovpnd,

@@ -117,6 +117,23 @@ mod tests {
         assert_eq!(v["kind"], "ovpn peer-del-ntf");
     }
 
+    /// The examples of `ovpn decode --help` decode.
+    #[test]
+    fn help_examples_decode() {
+        let peer_get = "28000000220005000100000000000000030100000800010002000000\
+                        0c0002800800010005000000";
+        let text = render(&parse_hex(peer_get).unwrap(), false, None, false);
+        let text = text[0].as_ref().unwrap();
+        assert!(text.starts_with("ovpn peer-get"), "{text}");
+        assert!(text.contains("id: 5"), "{text}");
+        let ack = "24000000020000010100000000000000000000001c000000220005000100000000000000";
+        let text = render(&parse_hex(ack).unwrap(), false, None, false);
+        assert!(
+            text[0].as_ref().unwrap().starts_with("ack (seq 1"),
+            "{text:?}"
+        );
+    }
+
     #[test]
     fn truncated_input_fails() {
         let r = render(&[20, 0, 0, 0, 2, 0], false, None, false);
