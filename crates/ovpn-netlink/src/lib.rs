@@ -32,6 +32,7 @@ pub mod error;
 pub mod genl;
 pub mod link;
 pub mod nlmsg;
+pub mod nsid;
 pub mod ovpn;
 pub mod ovpnd;
 pub mod policy_dump;

@@ -182,6 +182,27 @@ pub fn tcp_state(fd: BorrowedFd<'_>) -> Result<u8> {
     Ok(info.tcpi_state)
 }
 
+/// The network namespace the socket `fd` lives in, as a namespace file
+/// descriptor (`SIOCGSKNS`), with its identifier (the inode number, as
+/// [`crate::netns::current_id`] reports it).
+///
+/// # Errors
+///
+/// `ioctl(SIOCGSKNS)` failing (`ENOTTY` if `fd` is no socket, `EPERM`
+/// without `CAP_NET_ADMIN` in the socket's namespace), or `fstat` failing.
+pub fn netns(fd: BorrowedFd<'_>) -> Result<(OwnedFd, u64)> {
+    const SIOCGSKNS: libc::c_ulong = 0x894C;
+    // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor,
+    // which `owned` takes over.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCGSKNS as _) };
+    let ns = owned("ioctl(SIOCGSKNS)", ret)?;
+    let file = std::fs::File::from(ns);
+    let inode = std::os::unix::fs::MetadataExt::ino(
+        &file.metadata().map_err(|e| Error::io("fstat(netns)", e))?,
+    );
+    Ok((OwnedFd::from(file), inode))
+}
+
 /// A new descriptor for the same open file, close-on-exec.
 ///
 /// # Errors
@@ -240,5 +261,18 @@ mod dup_tests {
         let err = dup_inherited(100_000).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
         assert!(dup_inherited(-1).is_err());
+    }
+
+    #[test]
+    fn a_socket_lives_in_the_namespace_that_made_it() {
+        if !crate::netns::is_root() {
+            eprintln!("skipped: SIOCGSKNS needs CAP_NET_ADMIN");
+            return;
+        }
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (_ns, inode) = netns(sock.as_fd()).unwrap();
+        assert_eq!(inode, crate::netns::current_id().unwrap());
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(netns(file.as_fd()).is_err());
     }
 }

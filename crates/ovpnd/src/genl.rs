@@ -9,11 +9,10 @@
 //! unbounded); the device model already follows later kernels where 6.16
 //! has a bug (remote scope id stored, transport table re-keyed).
 //!
-//! TODO: `socket-netnsid` is never reported: telling a socket's namespace
-//! needs the `SIOCGSKNS` ioctl, which `ovpn-sys` lacks; add it there and
-//! compare with the daemon's namespace when building PEER_GET replies.
+//! PEER_GET replies carry `socket-netnsid` when the peer's socket lives in
+//! another namespace than the asking client (`crate::nsid`).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use ovpn_netlink::ack::{self, ExtAck, Rejection};
@@ -221,7 +220,7 @@ impl Server {
 
     fn peer_get(
         &self,
-        _token: u64,
+        token: u64,
         _msg: &NlMsg<'_>,
         request: &Request<'_>,
         _mode: ovpn_netlink::ovpn::Mode,
@@ -234,9 +233,29 @@ impl Server {
             .core
             .peer_get(Some(&convert::peer_attrs(&peer)))
             .map_err(convert::rejection)?;
-        Ok(Some(OvpnMsg::peer_get_reply(convert::peer_reply(
-            &info, false,
-        ))))
+        let mut reply = convert::peer_reply(&info, false);
+        if let Some(conn) = self.conns.get(&token) {
+            reply.socket_netnsid = self.socket_netnsid(conn, dev, &info);
+        }
+        Ok(Some(OvpnMsg::peer_get_reply(reply)))
+    }
+
+    /// `socket-netnsid` of a PEER_GET reply to `conn`: present only when
+    /// the peer's socket lives in another namespace than the client
+    /// (§7.7).
+    fn socket_netnsid(
+        &self,
+        conn: &Conn,
+        dev: &crate::device::DeviceShared,
+        info: &ovpn_core::PeerInfo,
+    ) -> Option<i32> {
+        let transport = dev.transport(info.transport.id)?;
+        let (ns_fd, socket_ns) = transport.netns.as_ref()?;
+        let client_ns = conn.netns?;
+        if client_ns == *socket_ns {
+            return None;
+        }
+        crate::nsid::id_seen_from(conn.pid, client_ns == self.netns, ns_fd.as_fd())
     }
 
     /// PEER_SET, PEER_DEL and the key operations.
@@ -342,7 +361,9 @@ impl Server {
             return;
         };
         for info in dev.core.peer_dump() {
-            let reply = OvpnMsg::peer_get_reply(convert::peer_reply(&info, false));
+            let mut peer = convert::peer_reply(&info, false);
+            peer.socket_netnsid = self.socket_netnsid(conn, dev, &info);
+            let reply = OvpnMsg::peer_get_reply(peer);
             reply.encode(&mut buf, OVPN_FAMILY_ID, NLM_F_MULTI, seq, conn.port_id);
             if buf.len() >= DUMP_CHUNK {
                 conn.send(&buf);

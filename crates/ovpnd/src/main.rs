@@ -20,6 +20,7 @@ mod convert;
 mod datapath;
 mod device;
 mod genl;
+mod nsid;
 mod offload;
 mod routes;
 mod rtnl;

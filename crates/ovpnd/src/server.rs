@@ -61,6 +61,8 @@ pub(crate) struct Conn {
     pub(crate) proto: Proto,
     pub(crate) port_id: u32,
     pub(crate) pid: i32,
+    /// The client's network namespace, if `/proc` tells.
+    pub(crate) netns: Option<u64>,
     pub(crate) admin: bool,
     pub(crate) ack: AckOptions,
     pub(crate) groups: HashSet<u32>,
@@ -132,6 +134,8 @@ pub(crate) struct Server {
     pub(crate) tso: bool,
     pub(crate) gso: bool,
     pub(crate) gro: bool,
+    /// The daemon's own network namespace.
+    pub(crate) netns: u64,
     pub(crate) conns: BTreeMap<u64, Conn>,
     next_token: u64,
     used_ports: HashSet<u32>,
@@ -185,6 +189,7 @@ pub(crate) fn run(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
         tso: !options.no_tso,
         gso: !options.no_gso,
         gro: !options.no_gro,
+        netns: ovpn_sys::netns::current_id()?,
         conns: BTreeMap::new(),
         next_token: T_FIRST_CONN,
         used_ports: HashSet::new(),
@@ -300,6 +305,11 @@ impl Server {
                 proto,
                 port_id,
                 pid: cred.pid,
+                netns: ovpn_sys::netns::id_of(std::path::Path::new(&format!(
+                    "/proc/{}/ns/net",
+                    cred.pid
+                )))
+                .ok(),
                 admin,
                 ack: AckOptions::default(),
                 groups: HashSet::new(),

@@ -102,6 +102,9 @@ pub(crate) struct TransportIo {
     pub(crate) stopping: AtomicBool,
     /// Control packets nobody took.
     pub(crate) control_dropped: AtomicU64,
+    /// The socket's network namespace (a descriptor and its identifier),
+    /// for `socket-netnsid`; `None` if the kernel would not tell.
+    pub(crate) netns: Option<(OwnedFd, u64)>,
 }
 
 impl TransportIo {
@@ -438,6 +441,12 @@ impl SocketAttach for Attacher<'_> {
             udp.set_gso(self.device.udp_gso);
             Io::Udp(udp)
         };
+        let netns = match &io {
+            Io::Udp(udp) => ovpn_sys::sockinfo::netns(udp.fd()),
+            Io::Tcp(tcp) => ovpn_sys::sockinfo::netns(std::os::fd::AsFd::as_fd(&tcp.stream)),
+        }
+        .map_err(|error| tracing::debug!(%error, "socket namespace unknown"))
+        .ok();
         self.transports.next_id += 1;
         let id = TransportId(self.transports.next_id);
         let transport_io = Arc::new(TransportIo {
@@ -448,6 +457,7 @@ impl SocketAttach for Attacher<'_> {
             stop: EventFd::new().map_err(|_| attach_error(EINVAL))?,
             stopping: AtomicBool::new(false),
             control_dropped: AtomicU64::new(0),
+            netns,
         });
         let local_port = found.info.local.map_or(0, |a| a.port());
         let worker = datapath::spawn_transport_worker(self.device.clone(), transport_io.clone())

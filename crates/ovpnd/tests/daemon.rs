@@ -472,6 +472,17 @@ fn udp_tunnel_ping_dump_notifications_control_packets_and_sigterm() {
         "learned local"
     );
     assert_eq!(peer.local_port, Some(1194));
+    // The socket lives in b's namespace, this test (the client) in the
+    // host's: the reply names b's namespace by its id as seen from here
+    // (§7.7), the one `ip netns list-id` shows.
+    let nsid = peer.socket_netnsid.expect("socket-netnsid");
+    let ids = common::run("ip", &["netns", "list-id"]);
+    assert!(
+        ids.lines()
+            .any(|l| l.starts_with(&format!("nsid {nsid} ")) && l.contains(&b.ns.name)),
+        "nsid {nsid} of {}; ip netns list-id:\n{ids}",
+        b.ns.name
+    );
     assert!(
         peer.stats.vpn_rx_packets.unwrap_or(0) >= 3,
         "{:?}",
