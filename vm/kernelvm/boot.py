@@ -70,16 +70,47 @@ def run_vm(options: RunOptions) -> int:
     base = rootfs.base_archive(manifest)
     runs = common.cache_dir() / "runs"
     runs.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
+    for attempt in range(1, BOOT_ATTEMPTS + 1):
+        work = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
+        try:
+            outcome = boot(manifest, base, work, options)
+            if outcome.status is None and attempt < BOOT_ATTEMPTS and panicked(work):
+                # Under TCG the guest kernel now and then dies while it
+                # patches its own code at boot (an int3 Oops in early
+                # code); nothing of the scenario ran, so boot again.
+                log(f"the VM's kernel panicked (attempt {attempt}); booting once more")
+                for line in console_tail(work, 8):
+                    print(f"  console.log: {line}", file=sys.stderr)
+                continue
+            report(outcome, work, options)
+            return exit_status(outcome)
+        finally:
+            if options.keep:
+                log(f"kept {work}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+    raise HarnessError("unreachable: no boot attempt reported")
+
+
+# Boots per run: one more when the guest kernel panics before returning
+# results.
+BOOT_ATTEMPTS = 2
+
+
+def panicked(work: Path) -> bool:
+    """Whether the guest kernel panicked, by its console."""
     try:
-        outcome = boot(manifest, base, work, options)
-        report(outcome, work, options)
-        return exit_status(outcome)
-    finally:
-        if options.keep:
-            log(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        return b"Kernel panic - not syncing" in (work / "console.log").read_bytes()
+    except OSError:
+        return False
+
+
+def console_tail(work: Path, lines: int) -> list[str]:
+    try:
+        text = (work / "console.log").read_text(errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
 
 
 def scenario_limit(timeout: float) -> int:
@@ -169,6 +200,12 @@ def supervise(
                                         stdin=subprocess.DEVNULL, stdout=hlog,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         outcome.timed_out = not wait_until(vm, deadline)
+        if host is not None and not outcome.timed_out and panicked(work):
+            # Nothing will answer the host command any more.
+            log("the VM's kernel panicked; host command stopped")
+            stop(host)
+            outcome.host_status = STATUS_HARNESS
+            host = None
         if host is not None:
             # The host command gets what is left of the limit, at least a
             # moment to notice the VM is gone.
