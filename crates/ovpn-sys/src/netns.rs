@@ -10,7 +10,7 @@
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::sys::cvt;
 use crate::{Error, Result};
@@ -41,6 +41,12 @@ pub fn enter(path: &Path) -> Result<()> {
     // the kernel check that it refers to a network namespace.
     let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
     cvt("setns(CLONE_NEWNET)", ret).map(drop)
+}
+
+/// The namespace file of process `pid`'s network namespace
+/// (`/proc/PID/ns/net`; the main thread's).
+pub fn path_of(pid: i32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/ns/net"))
 }
 
 /// An identifier of the calling thread's network namespace (the inode of

@@ -278,6 +278,8 @@ fn send_all(
         let mut datagrams = [UNUSED; GSO_SEGMENTS];
         let mut peer_ids = [0u32; GSO_SEGMENTS];
         let mut count = 0;
+        // Where the last datagram's contents start in the arena.
+        let mut last_start = 0;
         for (j, (t, start)) in ready.iter().enumerate().skip(i) {
             if t.transport != transport {
                 continue;
@@ -290,6 +292,7 @@ fn send_all(
                         && extend_train(
                             &mut datagrams[count - 1],
                             arena,
+                            last_start,
                             *start,
                             t.len,
                             remote,
@@ -309,6 +312,7 @@ fn send_all(
                         segment_size: None,
                     };
                     peer_ids[count] = t.peer_id;
+                    last_start = *start;
                     count += 1;
                 }
                 (Io::Tcp(tcp), _) => tcp_queue(dev, &io, tcp, packet),
@@ -328,23 +332,23 @@ fn send_all(
 }
 
 /// Appends the packet at `arena[start..start + len]` to the datagram train
-/// `last` if it continues it: same destination and source, right behind it
-/// in the arena, and the train's segment size (only its last segment may
-/// be shorter), within the limits of one `UDP_SEGMENT` send.
+/// `last` (whose contents start at `arena[last_start..]`) if it continues
+/// it: same destination and source, right behind it in the arena, and the
+/// train's segment size (only its last segment may be shorter), within the
+/// limits of one `UDP_SEGMENT` send.
 fn extend_train<'a>(
     last: &mut udp::Transmit<'a>,
     arena: &'a [u8],
+    last_start: usize,
     start: usize,
     len: usize,
     remote: SocketAddr,
     local: Option<IpAddr>,
 ) -> bool {
     let size = last.segment_size.unwrap_or(last.contents.len());
-    let last_start = last.contents.as_ptr() as usize - arena.as_ptr() as usize;
-    let last_end = last_start + last.contents.len();
     let continues = last.destination == remote
         && last.source == local
-        && last_end == start
+        && last_start + last.contents.len() == start
         && len <= size
         && last.contents.len() % size == 0
         && last.contents.len() / size < GSO_SEGMENTS

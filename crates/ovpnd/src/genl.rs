@@ -360,9 +360,13 @@ impl Server {
             finish(&mut buf, ovpn_netlink::errno::ENODEV, &ExtAck::default());
             return;
         };
+        // Peers share transports: ask for each transport's namespace id once.
+        let mut netnsids = std::collections::BTreeMap::new();
         for info in dev.core.peer_dump() {
             let mut peer = convert::peer_reply(&info, false);
-            peer.socket_netnsid = self.socket_netnsid(conn, dev, &info);
+            peer.socket_netnsid = *netnsids
+                .entry(info.transport.id)
+                .or_insert_with(|| self.socket_netnsid(conn, dev, &info));
             let reply = OvpnMsg::peer_get_reply(peer);
             reply.encode(&mut buf, OVPN_FAMILY_ID, NLM_F_MULTI, seq, conn.port_id);
             if buf.len() >= DUMP_CHUNK {

@@ -6,9 +6,9 @@
 //! socket in the client's namespace.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::path::PathBuf;
 use std::time::Duration;
 
+use ovpn_netlink::ack::ErrorReport;
 use ovpn_netlink::nlmsg::{Messages, NLMSG_ERROR};
 use ovpn_netlink::nsid::{self, NSID_NOT_ASSIGNED};
 use ovpn_sys::netlink::{NetlinkSocket, Protocol};
@@ -29,7 +29,7 @@ pub(crate) fn id_seen_from(
     } else {
         // A socket stays in the namespace it was made in: make it in a
         // thread that enters the client's namespace.
-        let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let path = ovpn_sys::netns::path_of(pid);
         std::thread::scope(|s| {
             s.spawn(|| {
                 ovpn_sys::netns::enter(&path)?;
@@ -83,11 +83,8 @@ fn ask(socket: &NetlinkSocket, seq: u32, fd: u32, assign: bool) -> Option<i32> {
                 continue;
             }
             if msg.header.ty == NLMSG_ERROR {
-                let errno = msg
-                    .payload
-                    .get(..4)
-                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                return (assign && errno == Some(0)).then_some(0);
+                let ok = ErrorReport::parse(&msg).is_ok_and(|r| r.is_ok());
+                return (assign && ok).then_some(0);
             }
             return nsid::decode_nsid(&msg);
         }

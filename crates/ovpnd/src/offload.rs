@@ -163,9 +163,7 @@ pub(crate) fn segment_tcp(
             seg[2..4].copy_from_slice(&total.to_be_bytes());
             let seg_id = id.wrapping_add(i as u16);
             seg[4..6].copy_from_slice(&seg_id.to_be_bytes());
-            seg[10..12].fill(0);
-            let ip_csum = !fold(sum(&seg[..l4], 0));
-            seg[10..12].copy_from_slice(&ip_csum.to_be_bytes());
+            set_ipv4_checksum(seg, l4);
         } else {
             seg[4..6].copy_from_slice(&(total - 40).to_be_bytes());
         }
@@ -181,13 +179,7 @@ pub(crate) fn segment_tcp(
         }
         tcp[13] = seg_flags;
         tcp[16..18].fill(0);
-        let tcp_bytes = (len - l4) as u64;
-        let pseudo = if v4 {
-            sum(&seg[12..20], 6 + tcp_bytes)
-        } else {
-            sum(&seg[8..40], 6 + tcp_bytes)
-        };
-        let csum = !fold(sum(&seg[l4..], pseudo));
+        let csum = !fold(sum(&seg[l4..], tcp_pseudo(seg, v4, l4)));
         seg[l4 + 16..l4 + 18].copy_from_slice(&csum.to_be_bytes());
         segments.push(Segment { start: pos, len });
         pos += headroom + len;
@@ -318,20 +310,13 @@ impl Coalescer {
         let total = u16::try_from(len).unwrap_or(u16::MAX);
         if self.v4 {
             packet[2..4].copy_from_slice(&total.to_be_bytes());
-            packet[10..12].fill(0);
-            let ip_csum = !fold(sum(&packet[..20], 0));
-            packet[10..12].copy_from_slice(&ip_csum.to_be_bytes());
+            set_ipv4_checksum(packet, l4);
         } else {
             packet[4..6].copy_from_slice(&(total - 40).to_be_bytes());
         }
         // A partial checksum: the pseudo-header sum, for the host to
         // complete (VIRTIO_NET_HDR_F_NEEDS_CSUM).
-        let tcp_bytes = (len - l4) as u64;
-        let pseudo = if self.v4 {
-            sum(&packet[12..20], 6 + tcp_bytes)
-        } else {
-            sum(&packet[8..40], 6 + tcp_bytes)
-        };
+        let pseudo = tcp_pseudo(packet, self.v4, l4);
         packet[l4 + 16..l4 + 18].copy_from_slice(&fold(pseudo).to_be_bytes());
         let header = VnetHeader {
             flags: VnetHeader::F_NEEDS_CSUM,
@@ -411,17 +396,26 @@ fn same_headers(head: &[u8], p: &[u8], tcp: &Tcp) -> bool {
 
 /// The IPv4 header checksum and the TCP checksum are right.
 fn checksums_valid(p: &[u8], tcp: &Tcp) -> bool {
-    let l4 = tcp.l4;
-    let tcp_bytes = (p.len() - l4) as u64;
-    let pseudo = if tcp.v4 {
-        if fold(sum(&p[..20], 0)) != 0xffff {
-            return false;
-        }
-        sum(&p[12..20], 6 + tcp_bytes)
+    let ip_valid = !tcp.v4 || fold(sum(&p[..20], 0)) == 0xffff;
+    ip_valid && fold(sum(&p[tcp.l4..], tcp_pseudo(p, tcp.v4, tcp.l4))) == 0xffff
+}
+
+/// The TCP pseudo-header sum of the IP packet `p` (addresses, protocol
+/// and the length of everything from `l4` on), not yet folded.
+fn tcp_pseudo(p: &[u8], v4: bool, l4: usize) -> u64 {
+    let tcp_bytes = 6 + (p.len() - l4) as u64;
+    if v4 {
+        sum(&p[12..20], tcp_bytes)
     } else {
-        sum(&p[8..40], 6 + tcp_bytes)
-    };
-    fold(sum(&p[l4..], pseudo)) == 0xffff
+        sum(&p[8..40], tcp_bytes)
+    }
+}
+
+/// Writes the checksum of the `ihl`-byte IPv4 header at the start of `p`.
+fn set_ipv4_checksum(p: &mut [u8], ihl: usize) {
+    p[10..12].fill(0);
+    let csum = !fold(sum(&p[..ihl], 0));
+    p[10..12].copy_from_slice(&csum.to_be_bytes());
 }
 
 #[cfg(test)]
@@ -440,6 +434,21 @@ mod tests {
 
     fn tcp_pseudo_v6(p: &[u8]) -> u64 {
         sum(&p[8..40], 6 + (p.len() - 40) as u64)
+    }
+
+    /// IPv6 (2001:db8::1 → 2001:db8::2, hop limit 64) and a `tcp_len`-byte
+    /// TCP header with the given flags, the rest zero.
+    fn ipv6_tcp_headers(tcp_len: usize, flags: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 40 + tcp_len];
+        p[0] = 0x60;
+        p[6] = 6;
+        p[7] = 64;
+        let addr = |a: &str| a.parse::<std::net::Ipv6Addr>().unwrap().octets();
+        p[8..24].copy_from_slice(&addr("2001:db8::1"));
+        p[24..40].copy_from_slice(&addr("2001:db8::2"));
+        p[40 + 12] = ((tcp_len / 4) as u8) << 4;
+        p[40 + 13] = flags;
+        p
     }
 
     /// An IPv4/TCP super-packet as the host hands it over: total length of
@@ -529,24 +538,8 @@ mod tests {
     #[test]
     fn ipv6_super_packet_with_tcp_options() {
         let payload = vec![0xa5u8; 2500];
-        let mut p = vec![0u8; 40 + 32];
-        p[0] = 0x60;
-        p[6] = 6;
-        p[7] = 64;
-        p[8..24].copy_from_slice(
-            &"2001:db8::1"
-                .parse::<std::net::Ipv6Addr>()
-                .unwrap()
-                .octets(),
-        );
-        p[24..40].copy_from_slice(
-            &"2001:db8::2"
-                .parse::<std::net::Ipv6Addr>()
-                .unwrap()
-                .octets(),
-        );
-        p[40 + 12] = 8 << 4; // 32-byte TCP header (options)
-        p[40 + 13] = 0x18;
+        // A 32-byte TCP header (options), ACK|PSH.
+        let mut p = ipv6_tcp_headers(32, 0x18);
         p.extend_from_slice(&payload);
         let mut out = vec![0u8; 8192];
         let mut segs = Vec::new();
@@ -710,24 +703,7 @@ mod tests {
     #[test]
     fn ipv6_segments_coalesce() {
         let payload = vec![0x5au8; 2000];
-        let mut p = vec![0u8; 60];
-        p[0] = 0x60;
-        p[6] = 6;
-        p[7] = 64;
-        p[8..24].copy_from_slice(
-            &"2001:db8::1"
-                .parse::<std::net::Ipv6Addr>()
-                .unwrap()
-                .octets(),
-        );
-        p[24..40].copy_from_slice(
-            &"2001:db8::2"
-                .parse::<std::net::Ipv6Addr>()
-                .unwrap()
-                .octets(),
-        );
-        p[52] = 5 << 4;
-        p[53] = 0x10;
+        let mut p = ipv6_tcp_headers(20, 0x10);
         p.extend_from_slice(&payload);
         let v = vnet(VnetHeader::GSO_TCPV6, 40, 1000);
         let wire = segments_of(&p, &v);

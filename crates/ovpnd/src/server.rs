@@ -305,11 +305,7 @@ impl Server {
                 proto,
                 port_id,
                 pid: cred.pid,
-                netns: ovpn_sys::netns::id_of(std::path::Path::new(&format!(
-                    "/proc/{}/ns/net",
-                    cred.pid
-                )))
-                .ok(),
+                netns: ovpn_sys::netns::id_of(&ovpn_sys::netns::path_of(cred.pid)).ok(),
                 admin,
                 ack: AckOptions::default(),
                 groups: HashSet::new(),

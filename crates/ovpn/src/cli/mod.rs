@@ -202,13 +202,6 @@ fn slot(s: SlotArg) -> KeySlot {
     }
 }
 
-fn slot_name(s: SlotArg) -> &'static str {
-    match s {
-        SlotArg::Primary => "primary",
-        SlotArg::Secondary => "secondary",
-    }
-}
-
 /// Confirms a request that has no reply, in human output only (with
 /// `--json`, success prints nothing, as YNL does).
 fn done(ctx: &Ctx, what: &str) {
@@ -229,7 +222,7 @@ fn key(ctx: &Ctx, cmd: &KeyCmd) -> Result<(), Failure> {
                 &format!(
                     "key {} installed in the {} slot of peer {} on {}",
                     a.key_id,
-                    slot_name(a.slot),
+                    slot(a.slot),
                     a.peer,
                     a.ifname
                 ),
@@ -265,7 +258,7 @@ fn key(ctx: &Ctx, cmd: &KeyCmd) -> Result<(), Failure> {
             client.key_del(ifindex, *peer, slot(*s))?;
             done(
                 ctx,
-                &format!("{} key of peer {peer} on {ifname} deleted", slot_name(*s)),
+                &format!("{} key of peer {peer} on {ifname} deleted", slot(*s)),
             );
         }
     }
